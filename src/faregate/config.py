@@ -1,0 +1,115 @@
+"""The one typed Settings object. Read from FAREGATE_* variables and an optional TOML file."""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from faregate.kit.secretfile import load_or_create_secret
+
+_PG_PREFIXES = ("postgresql://", "postgres://", "postgresql+asyncpg://", "postgresql+psycopg://",
+                "postgresql+psycopg2://", "postgresql+pg8000://")
+
+
+def normalize_database_url(url: str) -> str:
+    """Map any SQLAlchemy PostgreSQL URL form to the driver Faregate uses (psycopg 3)."""
+    for prefix in _PG_PREFIXES:
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    if url.startswith("sqlite+pysqlite://") or url.startswith("sqlite+aiosqlite://"):
+        return "sqlite://" + url.split("://", 1)[1]
+    if url.startswith("sqlite://"):
+        return url
+    raise ValueError("FAREGATE_DATABASE_URL must be a sqlite:// or postgresql:// URL")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FAREGATE_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    data_dir: Path = Path("./var")
+    database_url: str = ""
+    workers: int = Field(default=1, ge=1, le=64)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    config_file: Path | None = None
+    redis_url: str = ""
+
+    session_secret: SecretStr | None = None
+    key_pepper: SecretStr | None = None
+    encryption_key: SecretStr | None = None
+
+    dev_model: bool = True
+    dev_model_token_latency_ms: float = Field(default=0.0, ge=0, le=10_000)
+
+    run_background_jobs: bool = True
+    # Leasing: how long a lease lives without a heartbeat, and the most one lease takes at once.
+    lease_ttl_s: int = Field(default=30, ge=5, le=3600)
+    lease_max_nano_usd: int = Field(default=1_000_000_000, ge=1)
+    # Margin added to the output reservation for upstreams that overshoot max_tokens (percent).
+    overshoot_margin_pct: int = Field(default=10, ge=0, le=1000)
+    key_cache_ttl_s: float = Field(default=2.0, ge=0, le=2.0)
+    upstream_connect_timeout_s: float = Field(default=10.0, gt=0)
+    upstream_read_timeout_s: float = Field(default=600.0, gt=0)
+    max_request_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    auth_failures_per_minute: int = Field(default=60, ge=1)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get("FAREGATE_CONFIG_FILE")
+        if config_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
+        return tuple(sources)
+
+    @field_validator("database_url")
+    @classmethod
+    def _map_driver(cls, value: str) -> str:
+        return normalize_database_url(value) if value else value
+
+    @cached_property
+    def resolved_data_dir(self) -> Path:
+        path = self.data_dir.expanduser().resolve()
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.resolved_data_dir / 'faregate.db'}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")
+
+    def secret(self, name: Literal["session_secret", "key_pepper", "encryption_key"]) -> bytes:
+        """A configured secret, or one generated once into the data dir (mode 0600)."""
+        value: SecretStr | None = getattr(self, name)
+        if value is not None:
+            return value.get_secret_value().encode()
+        return load_or_create_secret(self.resolved_data_dir / "secrets" / name)
+
+    def public_dict(self) -> dict[str, Any]:
+        return self.model_dump(exclude={"session_secret", "key_pepper", "encryption_key"})
+
+
+def get_settings(**overrides: Any) -> Settings:
+    return Settings(**overrides)

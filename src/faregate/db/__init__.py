@@ -1,0 +1,1 @@
+"""Engines, the schema, migrations, and the database clock."""

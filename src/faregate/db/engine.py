@@ -1,0 +1,55 @@
+"""Engine construction. SQLite runs in WAL mode with synchronous=NORMAL and IMMEDIATE write
+transactions; PostgreSQL through psycopg 3 with synchronous_commit left on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.pool import ConnectionPoolEntry
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+    dbapi_connection.isolation_level = None  # we emit BEGIN ourselves
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _sqlite_on_begin(conn: sa.Connection) -> None:
+    # Take the write lock up front: a deferred transaction that later writes can fail with
+    # SQLITE_BUSY without waiting, which would turn contention into errors.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def create_engine(url: str, *, pool_size: int = 8) -> Engine:
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, pool_size=pool_size, max_overflow=8, pool_timeout=60)
+        event.listen(engine, "connect", _sqlite_on_connect)
+        event.listen(engine, "begin", _sqlite_on_begin)
+        return engine
+    return sa.create_engine(
+        url, pool_size=pool_size, max_overflow=8, pool_pre_ping=False, pool_recycle=1800,
+        connect_args={"application_name": "faregate"},
+    )
+
+
+def now_ms_expr(engine_or_dialect: Engine | sa.Dialect) -> sa.ColumnElement[int]:
+    """The database clock in epoch milliseconds; lease expiries are computed on it."""
+    dialect = engine_or_dialect.dialect if isinstance(engine_or_dialect, Engine) else \
+        engine_or_dialect
+    if dialect.name == "sqlite":
+        return sa.literal_column(
+            "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)", sa.BigInteger)
+    return sa.literal_column(
+        "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)", sa.BigInteger)
+
+
+def ping(engine: Engine) -> None:
+    with engine.connect() as conn:
+        conn.exec_driver_sql("SELECT 1")

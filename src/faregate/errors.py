@@ -1,0 +1,101 @@
+"""One error root. Each error carries its HTTP status and OpenAI type/code."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+
+class FaregateError(Exception):
+    status: int = 500
+    type: str = "server_error"
+    code: str | None = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+        self.headers: dict[str, str] = dict(headers or {})
+
+    def body(self) -> dict[str, dict[str, str | None]]:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param,
+                          "code": self.code}}
+
+
+class InvalidRequest(FaregateError):
+    status = 400
+    type = "invalid_request_error"
+
+
+class AuthenticationFailed(FaregateError):
+    status = 401
+    type = "invalid_request_error"
+    code = "invalid_api_key"
+
+
+class NotFound(FaregateError):
+    status = 404
+    type = "invalid_request_error"
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
+
+
+class InsufficientQuota(FaregateError):
+    status = 429
+    type = "insufficient_quota"
+    code = "insufficient_quota"
+
+    def __init__(self, message: str | None = None, **kwargs: object) -> None:
+        super().__init__(
+            message
+            or "You exceeded your current quota, please check your plan and billing details.",
+            headers={"x-should-retry": "false"},
+        )
+
+
+class RateLimited(FaregateError):
+    status = 429
+    type = "requests"
+    code = "rate_limit_exceeded"
+
+
+class PayloadTooLarge(FaregateError):
+    status = 413
+    type = "invalid_request_error"
+    code = "request_too_large"
+
+
+class UpstreamError(FaregateError):
+    status = 502
+    type = "server_error"
+    code = "upstream_error"
+
+
+class UpstreamUnavailable(FaregateError):
+    status = 503
+    type = "service_unavailable_error"
+    code = "upstream_unavailable"
+
+
+class UpstreamTimeout(FaregateError):
+    status = 504
+    type = "timeout_error"
+    code = "upstream_timeout"
+
+
+class Refused(FaregateError):
+    """An operator action that the current state does not allow (CLI exit code 1)."""
+
+    status = 409
+    type = "invalid_request_error"
+    code = "refused"

@@ -1,0 +1,1 @@
+"""Domain-free helpers: money, ids, crypto, clock."""
