@@ -1,0 +1,1 @@
+"""API keys: issued once, stored only as an HMAC, revocable."""

@@ -1,0 +1,120 @@
+"""create_app(): the whole server. /v1 goes straight to the raw gateway app (the hot path);
+everything else to Starlette."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from faregate.catalog.devmodels import ensure_dev_models
+from faregate.config import Settings, get_settings
+from faregate.db.engine import create_engine, ping
+from faregate.db.runner import Database
+from faregate.devmodel.app import create_devmodel_app
+from faregate.gateway.app import GatewayApp
+from faregate.gateway.asgi_io import Receive, Scope, Send
+from faregate.gateway.auth import KeyAuthenticator
+from faregate.gateway.catalog_cache import CatalogCache
+from faregate.gateway.state import GatewayState
+from faregate.kit.crypto import Cipher
+from faregate.ledger.leasing import CreditManager
+from faregate.upstream.client import create_session
+from faregate.worker.jobs import run_jobs
+
+log = logging.getLogger("faregate")
+
+
+def builtin_base_url(settings: Settings) -> str:
+    host = settings.host
+    if host in ("0.0.0.0", "", "::"):  # noqa: S104 - we only read it
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{settings.port}/_dev/v1"
+
+
+async def _every(interval_s: float, fn: Any, what: str) -> None:
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await fn()
+        except Exception:
+            log.warning("%s failed", what, exc_info=True)
+
+
+class FaregateApp:
+    """The ASGI entry point. Owns the process-wide state through the lifespan."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.state: GatewayState | None = None
+        self.gateway: GatewayApp | None = None
+        self.devmodel = create_devmodel_app(settings.dev_model_token_latency_ms)
+        self.web = Starlette(routes=[Route("/healthz", self.healthz)], lifespan=self.lifespan)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path: str = scope["path"]
+            if path.startswith("/v1/") and self.gateway is not None:
+                await self.gateway(scope, receive, send)
+                return
+            if path.startswith("/_dev/") and self.settings.dev_model:
+                await self.devmodel({**scope, "path": path[5:], "raw_path": None},
+                                    receive, send)
+                return
+        await self.web(scope, receive, send)
+
+    async def healthz(self, request: Request) -> JSONResponse:
+        if self.state is None:
+            return JSONResponse({"status": "starting"}, status_code=503)
+        try:
+            await self.state.db.run(lambda conn: conn.exec_driver_sql("SELECT 1"))
+        except Exception:
+            return JSONResponse({"status": "database unreachable"}, status_code=503)
+        return JSONResponse({"status": "ok"})
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
+        s = self.settings
+        engine = create_engine(s.resolved_database_url)
+        ping(engine)
+        db = Database(engine, threads=2 if s.is_sqlite else 4)
+        cipher = Cipher(s.secret("encryption_key"))
+        if s.dev_model:
+            await db.run(ensure_dev_models, cipher)
+        credits = CreditManager(db, ttl_s=s.lease_ttl_s, max_lease_nano=s.lease_max_nano_usd)
+        catalog = CatalogCache(db, cipher, builtin_base_url(s))
+        await catalog.reload()
+        session = create_session()
+        auth = KeyAuthenticator(db, s.secret("key_pepper"), ttl_s=s.key_cache_ttl_s,
+                                failures_per_minute=s.auth_failures_per_minute)
+        self.state = GatewayState(s, db, credits, session, auth, catalog)
+        self.gateway = GatewayApp(self.state)
+        tasks = [asyncio.create_task(catalog.run(), name="catalog-reload"),
+                 asyncio.create_task(_every(1.0, credits.maintain, "lease maintenance"),
+                                     name="lease-maintenance")]
+        if s.run_background_jobs:
+            tasks.append(asyncio.create_task(run_jobs(db), name="background-jobs"))
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await credits.close()  # commit pending settlements, return every lease
+            await session.close()
+            self.gateway = None
+            self.state = None
+            db.close()
+
+
+def create_app(settings: Settings | None = None) -> FaregateApp:
+    return FaregateApp(settings or get_settings())

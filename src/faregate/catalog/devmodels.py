@@ -1,0 +1,30 @@
+"""Registers the built-in development models so the Quickstart works with no provider."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from faregate.catalog.service import (
+    BUILTIN_BASE_URL,
+    ModelPrice,
+    add_upstream,
+    list_upstreams,
+    set_price,
+)
+from faregate.kit.crypto import Cipher
+
+DEV_CHAT = "faregate-dev"
+DEV_EMBED = "faregate-dev-embed"
+
+
+def ensure_dev_models(conn: sa.Connection, cipher: Cipher) -> None:
+    if any(u.base_url == BUILTIN_BASE_URL for u in list_upstreams(conn)):
+        return
+    add_upstream(conn, name="builtin-dev", base_url=BUILTIN_BASE_URL,
+                 model_map={DEV_CHAT: DEV_CHAT}, api_key=None, api_key_env=None, cipher=cipher)
+    add_upstream(conn, name="builtin-dev-embed", base_url=BUILTIN_BASE_URL,
+                 model_map={DEV_EMBED: DEV_EMBED}, api_key=None, api_key_env=None,
+                 cipher=cipher, kind="embedding")
+    # Priced like a small hosted model, so metering is visible: $0.50 / $1.50 per 1M tokens.
+    set_price(conn, DEV_CHAT, ModelPrice(500_000_000, 250_000_000, 1_500_000_000))
+    set_price(conn, DEV_EMBED, ModelPrice(20_000_000, 20_000_000, 0))

@@ -1,0 +1,1 @@
+"""/v1: key -> reserve -> upstream -> meter -> settle. The hot path: plain ASGI and orjson."""

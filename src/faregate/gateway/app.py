@@ -1,0 +1,145 @@
+"""The /v1 ASGI app: routing, authentication, errors in OpenAI's format, x-request-id."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import sqlalchemy as sa
+
+from faregate.db.schema import usage_records
+from faregate.errors import FaregateError, NotFound
+from faregate.gateway.asgi_io import (
+    ClientGone,
+    Receive,
+    Scope,
+    Send,
+    header,
+    read_body,
+    send_error,
+    send_json,
+)
+from faregate.gateway.parse import PARSERS, decode_body
+from faregate.gateway.prepare import prepare
+from faregate.gateway.relay import Exchange, relay_once, relay_stream
+from faregate.gateway.state import GatewayState
+from faregate.kit.ids import request_id
+from faregate.kit.money import nano_to_usd
+
+log = logging.getLogger("faregate.gateway")
+
+_POST_ROUTES = {"/v1/chat/completions": "chat", "/v1/completions": "completions",
+                "/v1/embeddings": "embeddings", "/v1/responses": "responses"}
+
+
+class MethodNotAllowed(FaregateError):
+    status = 405
+    type = "invalid_request_error"
+
+
+class GatewayApp:
+    def __init__(self, state: GatewayState) -> None:
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        rid = request_id()
+        headers = [(b"x-request-id", rid.encode())]
+        started = {"value": False}
+
+        async def tracked_send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                started["value"] = True
+            await send(message)
+
+        try:
+            await self._dispatch(scope, receive, tracked_send, rid, headers)  # type: ignore[arg-type]
+        except FaregateError as error:
+            if not started["value"]:
+                await send_error(send, error, headers)
+        except ClientGone:
+            return
+        except Exception:
+            log.exception("unhandled error in /v1", extra={"request_id": rid})
+            if not started["value"]:
+                await send_json(send, 500, {"error": {
+                    "message": "The server had an error while processing your request. "
+                               f"Please include the request ID {rid} if you contact support.",
+                    "type": "server_error", "param": None, "code": None}}, headers)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send, rid: str,
+                        headers: list[tuple[bytes, bytes]]) -> None:
+        path: str = scope["path"].rstrip("/")
+        method: str = scope["method"]
+        endpoint = _POST_ROUTES.get(path)
+        if endpoint is None and not (path == "/v1/models" or path.startswith("/v1/models/")
+                                     or path.startswith("/v1/faregate/requests/")):
+            raise NotFound(f"Invalid URL ({method} {path})")
+        if (endpoint is not None and method != "POST") or (endpoint is None and method != "GET"):
+            raise MethodNotAllowed(f"Method not allowed ({method} {path})")
+        gw = self.state
+        client = scope.get("client")
+        principal = await gw.auth.authenticate(header(scope, b"authorization"),
+                                               client[0] if client else "")
+        if endpoint is None:
+            await self._get(path, principal.organization_id, send, headers)
+            return
+        raw = await read_body(receive, gw.settings.max_request_body_bytes)
+        call = PARSERS[endpoint](decode_body(raw))
+        prep = await prepare(gw, call, principal, raw)
+        if prep.lowered_to is not None:
+            headers.append((b"x-faregate-output-limit", str(prep.lowered_to).encode()))
+        ex = Exchange(gw, prep, principal, rid, time.monotonic(), headers)
+        watcher = ex.watch_disconnect(receive)
+        try:
+            if call.stream:
+                await relay_stream(ex, send)
+            else:
+                await relay_once(ex, send)
+        finally:
+            ex.finishing = True
+            watcher.cancel()
+            gw.credits.release(prep.reservation)  # no-op once settled
+
+    async def _get(self, path: str, org_id: str, send: Send,
+                   headers: list[tuple[bytes, bytes]]) -> None:
+        if path.startswith("/v1/faregate/requests/"):
+            record = await self.state.db.run(_usage_of, path.rsplit("/", 1)[1], org_id)
+            if record is None:
+                raise NotFound("No request with that id in your organization.")
+            await send_json(send, 200, record, headers)
+            return
+        snapshot = self.state.catalog.snapshot
+        listed = [
+            {"id": m.id, "object": "model", "created": int(m.created_at.timestamp()),
+             "owned_by": m.owned_by}
+            for m in snapshot.models.values() if m.id in snapshot.routes]
+        if path == "/v1/models":
+            await send_json(send, 200, {"object": "list", "data": listed}, headers)
+            return
+        wanted = path[len("/v1/models/"):]
+        for item in listed:
+            if item["id"] == wanted:
+                await send_json(send, 200, item, headers)
+                return
+        raise NotFound(f"The model `{wanted}` does not exist or you do not have access to it.",
+                       param="model", code="model_not_found")
+
+
+def _usage_of(conn: sa.Connection, rid: str, org_id: str) -> dict[str, Any] | None:
+    row = conn.execute(sa.select(usage_records).where(
+        usage_records.c.request_id == rid, usage_records.c.organization_id == org_id)).first()
+    if row is None:
+        return None
+    return {
+        "object": "faregate.request", "request_id": row.request_id, "status": row.status,
+        "endpoint": row.endpoint, "model": row.model, "upstream": row.upstream,
+        "api_key_id": row.api_key_id, "streamed": bool(row.streamed),
+        "prompt_tokens": int(row.prompt_tokens), "cached_tokens": int(row.cached_tokens),
+        "completion_tokens": int(row.completion_tokens), "usage_source": row.usage_source,
+        "cost_nano_usd": int(row.cost_nano), "charged_nano_usd": int(row.charged_nano),
+        "cost_usd": nano_to_usd(int(row.cost_nano)),
+        "charged_usd": nano_to_usd(int(row.charged_nano)),
+        "latency_ms": int(row.latency_ms),
+        "settled_at": row.settled_at.isoformat() if row.settled_at else None,
+    }

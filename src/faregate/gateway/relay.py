@@ -1,0 +1,282 @@
+"""The upstream call and its end: relay the answer, meter it, settle, finish the response.
+
+Rules for ends that are not clean (README, "Billing rules"):
+- the upstream fails before the first byte: no charge;
+- the client disconnects: the upstream call is cancelled at once; the prompt plus the completion
+  tokens received so far are charged (status client_disconnected);
+- the upstream dies mid-stream: the same charge, and the client gets an error event."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import orjson
+
+from faregate.api_keys.service import Principal
+from faregate.errors import FaregateError, InvalidRequest, UpstreamError
+from faregate.gateway.asgi_io import Receive, Send, send_bytes
+from faregate.gateway.prepare import Prepared
+from faregate.gateway.state import GatewayState
+from faregate.gateway.usage import (
+    Usage,
+    completion_texts_from_chunk,
+    count_completion,
+    count_prompt,
+    from_usage_object,
+)
+from faregate.ledger.settlement import UsageFacts
+from faregate.pricing.cost import cost
+from faregate.upstream.client import post_json
+from faregate.upstream.sse import encode_event, iter_events
+
+log = logging.getLogger("faregate.gateway")
+
+_PATHS = {"chat": "/chat/completions", "completions": "/completions",
+          "embeddings": "/embeddings", "responses": "/responses"}
+_RESPONSES_FINAL = (b'"response.completed"', b'"response.incomplete"', b'"response.failed"')
+_MAX_ERROR_BODY = 64 * 1024
+
+
+@dataclass(slots=True)
+class Exchange:
+    """One request in flight: what the relay learns while it runs."""
+
+    gw: GatewayState
+    prep: Prepared
+    principal: Principal
+    request_id: str
+    started: float
+    headers: list[tuple[bytes, bytes]]
+    usage: Usage | None = None
+    events: list[bytes] = field(default_factory=list)
+    disconnected: bool = False
+    finishing: bool = False
+    response: aiohttp.ClientResponse | None = None
+
+    def watch_disconnect(self, receive: Receive) -> asyncio.Future[Any]:
+        watcher = asyncio.ensure_future(receive())
+
+        def done(task: asyncio.Future[Any]) -> None:
+            if task.cancelled() or self.finishing or task.exception() is not None:
+                return
+            if task.result().get("type") == "http.disconnect":
+                self.disconnected = True
+                if self.response is not None:
+                    self.response.close()  # cancels the upstream generation at once
+
+        watcher.add_done_callback(done)
+        return watcher
+
+    async def settle(self, usage: Usage | None, status: str) -> tuple[int, int]:
+        """Post the cost; returns (cost, charged). Durable when it returns."""
+        prep = self.prep
+        if usage is None:
+            usage = Usage(0, 0, 0, "none")
+        amount = cost(prep.price, usage.prompt_tokens, usage.cached_tokens,
+                      usage.completion_tokens)
+        facts = UsageFacts(
+            request_id=self.request_id, organization_id=self.principal.organization_id,
+            api_key_id=self.principal.key_id, endpoint=prep.call.endpoint,
+            model=prep.call.model, upstream=prep.route.upstream,
+            prompt_tokens=usage.prompt_tokens, cached_tokens=usage.cached_tokens,
+            completion_tokens=usage.completion_tokens, usage_source=usage.source,
+            status=status, streamed=prep.call.stream,
+            latency_ms=int((time.monotonic() - self.started) * 1000))
+        item = await self.gw.credits.settle(prep.reservation, amount, facts)
+        return amount, item.charged_nano
+
+    async def local_usage(self, completion_objs: list[dict[str, Any]]) -> Usage:
+        """Count tokens ourselves (off the event loop) when the upstream reported none."""
+        endpoint, body = self.prep.call.endpoint, self.prep.call.body
+
+        def count() -> Usage:
+            texts: list[str] = []
+            for obj in completion_objs:
+                completion_texts_from_chunk(endpoint, obj, texts)
+            for raw in self.events:
+                try:
+                    obj = orjson.loads(raw)
+                except orjson.JSONDecodeError:
+                    continue
+                if isinstance(obj, dict):
+                    completion_texts_from_chunk(endpoint, obj, texts)
+            return Usage(count_prompt(endpoint, body), 0, count_completion(texts), "local")
+
+        return await asyncio.to_thread(count)
+
+
+async def call_upstream(ex: Exchange) -> aiohttp.ClientResponse:
+    prep = ex.prep
+    route = prep.route
+    try:
+        response = await post_json(
+            ex.gw.session, route.base_url + _PATHS[prep.call.endpoint], prep.upstream_body,
+            api_key=route.api_key, connect_timeout_s=route.connect_timeout_s,
+            read_timeout_s=route.read_timeout_s, request_id=ex.request_id)
+    except FaregateError:
+        await ex.settle(None, "upstream_error")
+        raise
+    if response.status == 200:
+        ex.response = response
+        return response
+    try:
+        detail = await response.content.read(_MAX_ERROR_BODY)
+    except (aiohttp.ClientError, TimeoutError):
+        detail = b""
+    finally:
+        response.release()
+    await ex.settle(None, "upstream_error")
+    raise _upstream_failure(response.status, detail)
+
+
+def _upstream_failure(status: int, detail: bytes) -> FaregateError:
+    message = None
+    try:
+        obj = orjson.loads(detail)
+        if isinstance(obj, dict) and isinstance(obj.get("error"), dict):
+            message = obj["error"].get("message")
+    except orjson.JSONDecodeError:
+        pass
+    if 400 <= status < 500 and status != 429:
+        error: FaregateError = InvalidRequest(
+            str(message or f"The upstream provider rejected the request (HTTP {status})."))
+        error.status = status if status in (400, 404, 413, 422) else 400
+        return error
+    error = UpstreamError(f"The upstream model provider failed (HTTP {status}).")
+    if status == 429:
+        error.status, error.code = 503, "upstream_overloaded"
+    return error
+
+
+async def relay_once(ex: Exchange, send: Send) -> None:
+    """A non-streamed answer: read it whole, meter, settle, then send it unchanged."""
+    response = await call_upstream(ex)
+    try:
+        raw = await response.read()
+    except (aiohttp.ClientError, TimeoutError):
+        raw = b""
+    finally:
+        response.release()
+    obj: object = None
+    if raw:
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            obj = None
+    if not isinstance(obj, dict):
+        status = "client_disconnected" if ex.disconnected else "upstream_error"
+        usage = await ex.local_usage([]) if ex.prep.call.has_output else None
+        await ex.settle(usage, status)
+        if ex.disconnected:
+            return
+        raise UpstreamError("The upstream model provider sent an invalid response.")
+    usage = from_usage_object(ex.prep.call.endpoint, obj.get("usage"))
+    if usage is None:
+        usage = await ex.local_usage([obj])
+    amount, charged = await ex.settle(usage, "ok")
+    ex.finishing = True
+    headers = [*ex.headers, (b"x-faregate-cost-nano-usd", str(amount).encode()),
+               (b"x-faregate-charged-nano-usd", str(charged).encode())]
+    await send_bytes(send, 200, raw, headers)
+
+
+async def relay_stream(ex: Exchange, send: Send) -> None:
+    """Relay server-sent events chunk by chunk; settle before the stream's last event."""
+    response = await call_upstream(ex)
+    call = ex.prep.call
+    await send({"type": "http.response.start", "status": 200, "headers": [
+        (b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"),
+        *ex.headers]})
+    held_usage_event: bytes | None = None
+    done = False
+    try:
+        async for data in iter_events(response.content.iter_any()):
+            if data == b"[DONE]":
+                done = True
+                break
+            if call.endpoint == "responses":
+                if any(marker in data for marker in _RESPONSES_FINAL):
+                    final = orjson.loads(data)
+                    inner = final.get("response") if isinstance(final, dict) else None
+                    if isinstance(inner, dict):
+                        ex.usage = from_usage_object("responses", inner.get("usage"))
+                    done = True
+            elif b'"usage"' in data and b'"usage":null' not in data and \
+                    b'"usage": null' not in data:
+                obj = orjson.loads(data)
+                found = from_usage_object(call.endpoint, obj.get("usage"))
+                if found is not None:
+                    ex.usage = found
+                if not obj.get("choices"):
+                    if call.client_wants_usage:
+                        held_usage_event = data  # sent after settlement
+                    continue
+                if not call.client_wants_usage:
+                    del obj["usage"]
+                    data = orjson.dumps(obj)
+            ex.events.append(data)
+            await send({"type": "http.response.body", "body": encode_event(data),
+                        "more_body": True})
+            if ex.disconnected:
+                break
+    except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError):
+        log.info("upstream stream ended abnormally", extra={"request_id": ex.request_id})
+    finally:
+        response.close() if not done else response.release()
+    await _finish_stream(ex, send, done, held_usage_event)
+
+
+async def _finish_stream(ex: Exchange, send: Send, done: bool,
+                         held_usage_event: bytes | None) -> None:
+    call = ex.prep.call
+    if ex.disconnected:
+        status = "client_disconnected"
+    elif done:
+        status = "ok"
+    else:
+        status = "upstream_error"
+    # The upstream's own count is authoritative whenever it arrived.
+    usage = ex.usage if ex.usage is not None else await ex.local_usage([])
+    await ex.settle(usage, status)
+    if ex.disconnected:
+        return
+    ex.finishing = True
+    tail: list[bytes] = []
+    if call.client_wants_usage and status == "ok":
+        tail.append(encode_event(held_usage_event or _usage_chunk(ex, usage)))
+    if status == "ok":
+        if call.endpoint != "responses":
+            tail.append(b"data: [DONE]\n\n")
+    else:
+        error = UpstreamError("The upstream model provider stopped in the middle of the "
+                              "response. You were charged only for what was received.")
+        tail.append(encode_event(orjson.dumps(error.body())))
+    await send({"type": "http.response.body", "body": b"".join(tail), "more_body": False})
+
+
+def _usage_chunk(ex: Exchange, usage: Usage) -> bytes:
+    """The final usage chunk, when the client asked for one and the upstream sent none."""
+    first: dict[str, Any] = {}
+    if ex.events:
+        try:
+            parsed = orjson.loads(ex.events[0])
+            first = parsed if isinstance(parsed, dict) else {}
+        except orjson.JSONDecodeError:
+            first = {}
+    chat = ex.prep.call.endpoint == "chat"
+    return orjson.dumps({
+        "id": first.get("id", "chatcmpl-" + ex.request_id[4:]),
+        "object": "chat.completion.chunk" if chat else "text_completion",
+        "created": first.get("created", int(time.time())),
+        "model": first.get("model", ex.prep.call.model),
+        "choices": [],
+        "usage": {"prompt_tokens": usage.prompt_tokens,
+                  "completion_tokens": usage.completion_tokens,
+                  "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+                  "prompt_tokens_details": {"cached_tokens": usage.cached_tokens}},
+    })

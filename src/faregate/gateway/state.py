@@ -1,0 +1,23 @@
+"""Everything the /v1 app holds for the life of the process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import aiohttp
+
+from faregate.config import Settings
+from faregate.db.runner import Database
+from faregate.gateway.auth import KeyAuthenticator
+from faregate.gateway.catalog_cache import CatalogCache
+from faregate.ledger.leasing import CreditManager
+
+
+@dataclass(slots=True)
+class GatewayState:
+    settings: Settings
+    db: Database
+    credits: CreditManager
+    session: aiohttp.ClientSession
+    auth: KeyAuthenticator
+    catalog: CatalogCache

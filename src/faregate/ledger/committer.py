@@ -1,0 +1,88 @@
+"""Group commit of settlements: requests that finish while a commit is running are committed
+together in the next one. No fixed delay: a lone request commits at once."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+from faregate.db.runner import Database
+from faregate.ledger.settlement import BatchOutcome, Settlement, settle_batch
+
+log = logging.getLogger("faregate.ledger")
+
+MAX_BATCH = 512
+
+
+class SettlementCommitter:
+    def __init__(self, db: Database,
+                 on_outcome: Callable[[list[Settlement], BatchOutcome], None]) -> None:
+        self._db = db
+        self._on_outcome = on_outcome
+        self._queue: list[tuple[Settlement, asyncio.Future[None]]] = []
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._task: asyncio.Task[None] | None = None
+
+    async def submit(self, item: Settlement) -> None:
+        """Queue a settlement and wait until it is durable."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="settlement-committer")
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.append((item, fut))
+        self._idle.clear()
+        self._wake.set()
+        # Shielded: a client that disconnects must not cancel its own settlement.
+        await asyncio.shield(fut)
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue:
+                batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+                items = [item for item, _ in batch]
+                try:
+                    outcome = await self._commit(items)
+                except Exception as exc:
+                    log.exception("settlement batch of %d failed", len(items))
+                    for _, fut in batch:
+                        if not fut.done():
+                            fut.set_exception(exc)
+                    continue
+                self._on_outcome(items, outcome)
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_result(None)
+            self._idle.set()
+
+    async def _commit(self, items: list[Settlement]) -> BatchOutcome:
+        # A batch that fails (e.g. a database restart) is retried a few times: the requests
+        # were served, so their cost must be posted.
+        delay = 0.05
+        for attempt in range(6):
+            try:
+                return await self._db.run(settle_batch, items)
+            except Exception:
+                if attempt == 5:
+                    raise
+                log.warning("settlement batch failed, retrying in %.2fs", delay, exc_info=True)
+                await asyncio.sleep(delay)
+                delay *= 2
+        raise AssertionError("unreachable")
+
+    async def drain(self) -> None:
+        if self._queue:
+            self._wake.set()
+        await self._idle.wait()
+
+    async def stop(self) -> None:
+        await self.drain()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None

@@ -1,0 +1,236 @@
+"""Reservations against leased credit, in memory, exact.
+
+A process leases credit from an account in one transaction (the database keeps
+debits + held <= credits), then reserves and settles requests against the lease in memory. The
+check and the decrement of a reservation happen with no `await` between them, so concurrent
+requests on one event loop can never reserve the same nano-dollar twice."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from faregate.db.runner import Database
+from faregate.ledger import leases as lease_db
+from faregate.ledger.committer import SettlementCommitter
+from faregate.ledger.settlement import BatchOutcome, Settlement, UsageFacts
+
+log = logging.getLogger("faregate.ledger")
+
+
+@dataclass(slots=True)
+class Lease:
+    id: int
+    acct_id: int
+    leased: int = 0  # what the database holds for this lease
+    reserved: int = 0  # reserved by requests in flight
+    pending: int = 0  # settled in memory, not yet committed
+    gone: bool = False
+
+    @property
+    def free(self) -> int:
+        return self.leased - self.reserved - self.pending
+
+
+@dataclass(slots=True)
+class _AccountState:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    lease: Lease | None = None
+    last_active: float = 0.0
+    recent_ask: int = 0
+
+
+@dataclass(slots=True)
+class Reservation:
+    acct_id: int
+    lease: Lease | None  # None for a request that reserved nothing (a free model)
+    amount_nano: int
+    settled: bool = False
+
+
+class CreditManager:
+    """Per-process leases of credit, one per account in use."""
+
+    def __init__(self, db: Database, *, ttl_s: int, max_lease_nano: int,
+                 idle_return_s: float = 2.0) -> None:
+        self._db = db
+        self._ttl_ms = ttl_s * 1000
+        self._max_lease = max_lease_nano
+        self._idle_return_s = idle_return_s
+        self._accounts: dict[int, _AccountState] = {}
+        self._old: dict[int, Lease] = {}  # replaced leases that still have requests in flight
+        self._last_heartbeat = time.monotonic()
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.committer = SettlementCommitter(db, on_outcome=self._apply_outcome)
+
+    def try_reserve_now(self, acct_id: int, amount_nano: int) -> Reservation | None:
+        """The fast path: reserve from the current lease without touching the database."""
+        st = self._accounts.get(acct_id)
+        if st is None or st.lease is None or st.lease.gone or st.lease.free < amount_nano:
+            return None
+        st.lease.reserved += amount_nano
+        st.last_active = time.monotonic()
+        return Reservation(acct_id, st.lease, amount_nano)
+
+    async def reserve(self, acct_id: int, want_nano: int, need_nano: int) -> Reservation | None:
+        """Reserve `want_nano`, or failing that the most available that is at least
+        `need_nano`; None when not even `need_nano` can be had."""
+        if want_nano <= 0:
+            return Reservation(acct_id, None, 0)
+        res = self.try_reserve_now(acct_id, want_nano)
+        if res is not None:
+            return res
+        st = self._accounts.setdefault(acct_id, _AccountState())
+        async with st.lock:
+            res = self.try_reserve_now(acct_id, want_nano)
+            if res is not None:
+                return res
+            lease = await self._grow(acct_id, st, want_nano)
+            take = min(want_nano, lease.free)
+            if take < need_nano or take <= 0:
+                return None
+            lease.reserved += take
+            st.last_active = time.monotonic()
+            return Reservation(acct_id, lease, take)
+
+    async def _grow(self, acct_id: int, st: _AccountState, want: int) -> Lease:
+        lease = st.lease if st.lease is not None and not st.lease.gone else None
+        free = lease.free if lease is not None else 0
+        deficit = max(0, want - free)
+        # Lease in chunks that grow with demand, so a busy account costs one transaction per
+        # many requests, while an idle or small balance is not locked up by one process.
+        st.recent_ask = min(self._max_lease, max(want * 32, st.recent_ask * 2))
+        ask = max(deficit, st.recent_ask)
+        try:
+            grant = await self._acquire(acct_id, lease.id if lease else None, deficit, ask)
+        except lease_db.LeaseGone:
+            assert lease is not None
+            self._retire(st, lease)
+            grant = await self._acquire(acct_id, None, want, max(want, st.recent_ask))
+            lease = None
+        if grant is None:
+            raise RuntimeError("lease acquisition returned nothing")
+        if lease is None:
+            lease = Lease(grant.lease_id, acct_id)
+            if st.lease is not None:
+                self._retire(st, st.lease)
+            st.lease = lease
+        lease.leased += grant.granted_nano
+        return lease
+
+    async def _acquire(self, acct_id: int, lease_id: int | None, deficit: int,
+                       ask: int) -> lease_db.LeaseGrant | None:
+        def run(conn: object) -> lease_db.LeaseGrant | None:
+            return lease_db.acquire(conn, acct_id=acct_id, lease_id=lease_id,  # type: ignore[arg-type]
+                                    owner=self.owner, deficit_nano=deficit, ask_nano=ask,
+                                    ttl_ms=self._ttl_ms)
+        return await self._db.run(run)
+
+    def _retire(self, st: _AccountState, lease: Lease) -> None:
+        if st.lease is lease:
+            st.lease = None
+        if lease.reserved or lease.pending:
+            self._old[lease.id] = lease
+
+    def release(self, res: Reservation) -> None:
+        """Give a reservation back untouched (the request was refused or failed upstream)."""
+        if not res.settled:
+            res.settled = True
+            if res.lease is not None:
+                res.lease.reserved -= res.amount_nano
+
+    async def settle(self, res: Reservation, cost_nano: int, usage: UsageFacts) -> Settlement:
+        """Post the actual cost; returns once the settlement is durable."""
+        assert not res.settled, "reservation settled twice"
+        res.settled = True
+        lease = res.lease
+        from_lease = 0
+        if lease is not None:
+            lease.reserved -= res.amount_nano
+            from_lease = 0 if lease.gone else min(cost_nano, max(0, lease.free))
+            lease.pending += from_lease
+        item = Settlement(acct_id=res.acct_id, lease_id=lease.id if lease else None,
+                          cost_nano=cost_nano, from_lease_nano=from_lease, usage=usage)
+        await self.committer.submit(item)
+        return item
+
+    def _apply_outcome(self, items: list[Settlement], outcome: BatchOutcome) -> None:
+        leases_by_id: dict[int, Lease] = {}
+        for st in self._accounts.values():
+            if st.lease is not None:
+                leases_by_id[st.lease.id] = st.lease
+        leases_by_id.update(self._old)
+        for item in items:
+            lease = leases_by_id.get(item.lease_id) if item.lease_id is not None else None
+            if lease is None:
+                continue
+            lease.pending -= item.from_lease_nano
+            if item.lease_id in outcome.lease_deducted:
+                lease.leased -= item.from_lease_nano
+        for lease_id in outcome.leases_gone:
+            gone = leases_by_id.get(lease_id)
+            if gone is not None:
+                self._mark_gone(gone)
+        self._forget_finished_old()
+
+    def _mark_gone(self, lease: Lease) -> None:
+        lease.gone = True
+        lease.leased = 0
+        st = self._accounts.get(lease.acct_id)
+        if st is not None and st.lease is lease:
+            self._retire(st, lease)
+
+    def _forget_finished_old(self) -> None:
+        for lease_id in [i for i, x in self._old.items() if not x.reserved and not x.pending]:
+            del self._old[lease_id]
+
+    async def maintain(self) -> None:
+        """Heartbeat open leases and return idle ones. Called periodically."""
+        now = time.monotonic()
+        if now - self._last_heartbeat >= self._ttl_ms / 3000:
+            self._last_heartbeat = now
+            await self._heartbeat()
+        for acct_id, st in list(self._accounts.items()):
+            lease = st.lease
+            if (lease is not None and not lease.reserved and not lease.pending
+                    and now - st.last_active > self._idle_return_s and not st.lock.locked()):
+                await self._close(st, lease)
+            elif lease is None and not st.lock.locked() and now - st.last_active > 60:
+                del self._accounts[acct_id]
+        self._forget_finished_old()
+
+    async def _heartbeat(self) -> None:
+        live = [st.lease for st in self._accounts.values() if st.lease and not st.lease.gone]
+        live += [x for x in self._old.values() if not x.gone]
+        if live:
+            still_open = await self._db.run(lease_db.heartbeat, [x.id for x in live],
+                                            self._ttl_ms)
+            for gone in live:
+                if gone.id not in still_open:
+                    self._mark_gone(gone)
+
+    async def _close(self, st: _AccountState, lease: Lease) -> None:
+        st.lease = None  # new requests open a fresh lease; nothing is reserved on this one
+        st.recent_ask = 0
+        amount = lease.leased
+        lease.gone = True
+        await self._db.run(_release, lease.id, lease.acct_id, amount)
+        lease.leased = 0
+
+    async def close(self) -> None:
+        """Clean shutdown: commit what is pending, then return every lease."""
+        await self.committer.drain()
+        for st in list(self._accounts.values()):
+            if st.lease is not None and not st.lease.gone:
+                await self._close(st, st.lease)
+        await self.committer.stop()
+
+
+def _release(conn: object, lease_id: int, acct_id: int, amount: int) -> bool:
+    return lease_db.release(conn, lease_id=lease_id, acct_id=acct_id,  # type: ignore[arg-type]
+                            amount_nano=amount, close=True)

@@ -1,0 +1,93 @@
+"""`faregate ledger verify`: check every invariant of the ledger; report each mismatch."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from faregate.db.engine import now_ms_expr
+from faregate.db.schema import accounts, leases, transfers, usage_records
+from faregate.ledger.accounts import WRITEOFF, account_id
+
+# A lease is reported as lapsed only once it is this far past its expiry: the sweeper runs
+# every few seconds, so a just-lapsed lease is normal while a server runs.
+LAPSED_GRACE_MS = 60_000
+
+
+def verify(conn: sa.Connection) -> list[str]:
+    """Return a list of human-readable problems; empty means the ledger is consistent."""
+    problems: list[str] = []
+    credit_sums = dict(conn.execute(
+        sa.select(transfers.c.credit_account_id, sa.func.sum(transfers.c.amount_nano))
+        .group_by(transfers.c.credit_account_id)).tuples().all())
+    debit_sums = dict(conn.execute(
+        sa.select(transfers.c.debit_account_id, sa.func.sum(transfers.c.amount_nano))
+        .group_by(transfers.c.debit_account_id)).tuples().all())
+    lease_sums = dict(conn.execute(
+        sa.select(leases.c.account_id, sa.func.sum(leases.c.amount_nano))
+        .where(leases.c.status == "open").group_by(leases.c.account_id)).tuples().all())
+    for row in conn.execute(sa.select(accounts)).all():
+        credits, debits, held = int(row.credits_nano), int(row.debits_nano), int(row.held_nano)
+        if credits != int(credit_sums.get(row.id, 0)):
+            problems.append(f"account {row.code}: credits {credits} != sum of credit transfers "
+                            f"{credit_sums.get(row.id, 0)}")
+        if debits != int(debit_sums.get(row.id, 0)):
+            problems.append(f"account {row.code}: debits {debits} != sum of debit transfers "
+                            f"{debit_sums.get(row.id, 0)}")
+        if held != int(lease_sums.get(row.id, 0)):
+            problems.append(f"account {row.code}: held {held} != open leases "
+                            f"{lease_sums.get(row.id, 0)}")
+        if row.guarded and debits + held > credits:
+            problems.append(f"account {row.code}: overdrawn (debits {debits} + held {held} > "
+                            f"credits {credits})")
+    total_credits = sum(int(v) for v in credit_sums.values())
+    total_debits = sum(int(v) for v in debit_sums.values())
+    if total_credits != total_debits:
+        problems.append(f"double entry broken: credits {total_credits} != debits {total_debits}")
+    problems += _usage_problems(conn)
+    lapsed = conn.execute(
+        sa.select(sa.func.count()).select_from(leases)
+        .where(leases.c.status == "open",
+               leases.c.expires_at_ms < now_ms_expr(conn.dialect) - LAPSED_GRACE_MS)
+    ).scalar_one()
+    if lapsed:
+        problems.append(f"{lapsed} lapsed lease(s) still open (is the sweeper running?)")
+    return problems
+
+
+def _usage_problems(conn: sa.Connection) -> list[str]:
+    problems: list[str] = []
+    split = conn.execute(sa.select(sa.func.count()).select_from(usage_records).where(
+        usage_records.c.cost_nano != usage_records.c.charged_nano + usage_records.c.writeoff_nano
+    )).scalar_one()
+    if split:
+        problems.append(f"{split} usage record(s) whose cost != charged + written off")
+    for kind, column in (("usage", usage_records.c.charged_nano),
+                         ("usage_writeoff", usage_records.c.writeoff_nano)):
+        per_request = (
+            sa.select(transfers.c.request_id, sa.func.sum(transfers.c.amount_nano).label("t"))
+            .where(transfers.c.kind == kind).group_by(transfers.c.request_id).subquery())
+        mismatched = conn.execute(
+            sa.select(sa.func.count()).select_from(
+                usage_records.outerjoin(per_request,
+                                        per_request.c.request_id == usage_records.c.request_id))
+            .where(sa.func.coalesce(per_request.c.t, 0) != column)
+        ).scalar_one()
+        orphans = conn.execute(
+            sa.select(sa.func.count()).select_from(
+                per_request.outerjoin(usage_records,
+                                      per_request.c.request_id == usage_records.c.request_id))
+            .where(usage_records.c.id.is_(None))
+        ).scalar_one()
+        if mismatched:
+            problems.append(f"{mismatched} usage record(s) whose {kind} transfers differ")
+        if orphans:
+            problems.append(f"{orphans} {kind} transfer group(s) without a usage record")
+    writeoff_debits = conn.execute(
+        sa.select(accounts.c.debits_nano).where(accounts.c.id == account_id(conn, WRITEOFF))
+    ).scalar_one()
+    written_off = conn.execute(
+        sa.select(sa.func.coalesce(sa.func.sum(usage_records.c.writeoff_nano), 0))).scalar_one()
+    if int(writeoff_debits) != int(written_off):
+        problems.append(f"write-off account debits {writeoff_debits} != usage written off "
+                        f"{written_off}")
+    return problems

@@ -1,0 +1,1 @@
+"""Prices and costs: pure functions over integers."""

@@ -1,0 +1,1 @@
+"""OpenAI-compatible upstream providers over one shared, pooled HTTP client (aiohttp)."""

@@ -1,0 +1,1 @@
+"""Background jobs: run inside `faregate serve` by default, and as `faregate worker`."""

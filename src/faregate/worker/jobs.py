@@ -1,0 +1,45 @@
+"""The jobs. Each is safe to run in any number of processes at once: every change it makes is a
+conditional update, so no job is done twice."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from faregate.db.runner import Database
+from faregate.ledger.leases import void_lapsed
+
+log = logging.getLogger("faregate.worker")
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    name: str
+    interval_s: float
+    run: Callable[[Database], Awaitable[object]]
+
+
+async def sweep_lapsed_leases(db: Database) -> int:
+    """Void leases whose process stopped heartbeating, returning what they held."""
+    voided = await db.run(void_lapsed)
+    if voided:
+        log.warning("voided %d lapsed lease(s)", voided)
+    return voided
+
+
+JOBS = [Job("sweep-lapsed-leases", 5.0, sweep_lapsed_leases)]
+
+
+async def run_jobs(db: Database, jobs: list[Job] = JOBS) -> None:
+    """Run every job on its interval until cancelled; a failing job is logged and retried."""
+    async def loop(job: Job) -> None:
+        while True:
+            try:
+                await job.run(db)
+            except Exception:
+                log.exception("job %s failed", job.name)
+            await asyncio.sleep(job.interval_s)
+
+    await asyncio.gather(*(loop(job) for job in jobs))

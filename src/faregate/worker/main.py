@@ -1,0 +1,23 @@
+"""`faregate worker`: the background jobs in a process of their own."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from faregate.config import Settings
+from faregate.db.engine import create_engine
+from faregate.db.runner import Database
+from faregate.worker.jobs import run_jobs
+
+
+def run_worker(settings: Settings) -> None:
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    db = Database(create_engine(settings.resolved_database_url, pool_size=2), threads=2)
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(run_jobs(db))
+    finally:
+        db.close()
