@@ -26,3 +26,9 @@ def run(settings: Settings) -> None:
                 workers=settings.workers, loop="uvloop", http="httptools", lifespan="on",
                 access_log=False, log_level=settings.log_level, timeout_graceful_shutdown=30,
                 proxy_headers=False)
+
+
+if __name__ == "__main__":
+    from faregate.config import get_settings
+
+    run(get_settings())

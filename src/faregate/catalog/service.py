@@ -12,15 +12,11 @@ from sqlalchemy.exc import IntegrityError
 from faregate.db.schema import models, upstream_models, upstreams
 from faregate.errors import InvalidRequest, NotFound, Refused
 from faregate.kit.crypto import Cipher
+from faregate.pricing.cost import Price
+
+ModelPrice = Price
 
 BUILTIN_BASE_URL = "builtin:"  # the development model served by this very process
-
-
-@dataclass(frozen=True, slots=True)
-class ModelPrice:
-    input_nano_per_1m: int
-    cached_input_nano_per_1m: int
-    output_nano_per_1m: int
 
 
 @dataclass(frozen=True, slots=True)

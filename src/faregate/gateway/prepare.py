@@ -53,8 +53,7 @@ def _set_limit(body: dict[str, Any], call: Call, limit: int) -> None:
 async def prepare(gw: GatewayState, call: Call, principal: Principal,
                   raw_body: bytes) -> Prepared:
     model, routes = find_model(gw, call)
-    mp = model.price
-    price = Price(mp.input_nano_per_1m, mp.cached_input_nano_per_1m, mp.output_nano_per_1m)
+    price = model.price
     # Upper bound of the prompt, with no tokenizer on the hot path: one token per byte of the
     # request body (every token is at least one byte of the text it encodes).
     prompt_bound = len(raw_body)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import sqlalchemy as sa
 
 from faregate.db.engine import now_ms_expr
@@ -13,18 +16,22 @@ from faregate.ledger.accounts import WRITEOFF, account_id
 LAPSED_GRACE_MS = 60_000
 
 
+def _pairs(rows: Sequence[Any]) -> dict[int, int]:
+    return {int(r[0]): int(r[1]) for r in rows}
+
+
 def verify(conn: sa.Connection) -> list[str]:
     """Return a list of human-readable problems; empty means the ledger is consistent."""
     problems: list[str] = []
-    credit_sums = dict(conn.execute(
+    credit_sums: dict[int, int] = _pairs(conn.execute(
         sa.select(transfers.c.credit_account_id, sa.func.sum(transfers.c.amount_nano))
-        .group_by(transfers.c.credit_account_id)).tuples().all())
-    debit_sums = dict(conn.execute(
+        .group_by(transfers.c.credit_account_id)).all())
+    debit_sums: dict[int, int] = _pairs(conn.execute(
         sa.select(transfers.c.debit_account_id, sa.func.sum(transfers.c.amount_nano))
-        .group_by(transfers.c.debit_account_id)).tuples().all())
-    lease_sums = dict(conn.execute(
+        .group_by(transfers.c.debit_account_id)).all())
+    lease_sums: dict[int, int] = _pairs(conn.execute(
         sa.select(leases.c.account_id, sa.func.sum(leases.c.amount_nano))
-        .where(leases.c.status == "open").group_by(leases.c.account_id)).tuples().all())
+        .where(leases.c.status == "open").group_by(leases.c.account_id)).all())
     for row in conn.execute(sa.select(accounts)).all():
         credits, debits, held = int(row.credits_nano), int(row.debits_nano), int(row.held_nano)
         if credits != int(credit_sums.get(row.id, 0)):
