@@ -1,0 +1,98 @@
+"""Users and their API keys."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from faregate.api_keys.service import KeyInfo, issue_key, list_keys, revoke_key
+from faregate.cli._edge import (
+    Email,
+    JsonFlag,
+    emit_json,
+    emit_record,
+    emit_table,
+    iso,
+    settings,
+    transaction,
+)
+from faregate.identity.users import create_user, get_user_by_email
+
+users_app = typer.Typer(help="Users (each with a personal organization).", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
+
+
+@users_app.command("create")
+def users_create(email: Email,
+                 as_json: JsonFlag = False) -> None:
+    """Create a user and their organization with an empty credit account."""
+    with transaction() as conn:
+        user = create_user(conn, email)
+    data = {"id": user.id, "email": user.email, "organization_id": user.organization_id}
+    if as_json:
+        emit_json(data)
+    else:
+        typer.echo(f"created user {user.id} <{user.email}> in organization "
+                   f"{user.organization_id}")
+
+
+@keys_app.command("create")
+def keys_create(
+    email: Email,
+    name: Annotated[str, typer.Option(help="A label for the key.")] = "default",
+    as_json: JsonFlag = False,
+) -> None:
+    """Issue an API key. The key is shown once and never stored; only its hash is."""
+    pepper = settings().secret("key_pepper")
+    with transaction() as conn:
+        user = get_user_by_email(conn, email)
+        issued = issue_key(conn, organization_id=user.organization_id, user_id=user.id,
+                           name=name, pepper=pepper)
+    if as_json:
+        emit_json({"id": issued.id, "key": issued.key, "redacted": issued.redacted,
+                   "name": issued.name})
+    else:
+        typer.echo(issued.key)
+        sys.stderr.write(f"key {issued.id} ({issued.name!r}) for {user.email}: store it now, "
+                         "it cannot be shown again\n")
+
+
+def _key_summary(info: KeyInfo) -> dict[str, Any]:
+    return {"id": info.id, "name": info.name, "redacted": info.redacted,
+            "created_at": iso(info.created_at), "revoked_at": iso(info.revoked_at)}
+
+
+@keys_app.command("list")
+def keys_list(email: Email,
+              as_json: JsonFlag = False) -> None:
+    """List an organization's keys (redacted)."""
+    with transaction() as conn:
+        user = get_user_by_email(conn, email)
+        keys = list_keys(conn, user.organization_id)
+    rows = [_key_summary(k) for k in keys]
+    if as_json:
+        emit_json(rows)
+    else:
+        emit_table(rows, ["id", "name", "redacted", "created_at", "revoked_at"])
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(metavar="KEY_ID", help="The key's id (key_...).")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Revoke a key; repeating it is harmless and keeps the first revocation time."""
+    with transaction() as conn:
+        info = revoke_key(conn, key_id)
+    data = {**_key_summary(info), "organization_id": info.organization_id}
+    if as_json:
+        emit_json(data)
+    else:
+        emit_record(data)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(users_app, name="users")
+    app.add_typer(keys_app, name="keys")
