@@ -14,11 +14,11 @@ ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|\+00:00)$")
 def test_users_create_and_duplicate(cli: Cli) -> None:
     user = cli.json("users", "create", "Ann@Example.COM")
     assert set(user) == {"id", "email", "organization_id"}
-    assert user["email"] == "Ann@example.com"
+    assert user["email"] == "ann@example.com"
     assert user["id"].startswith("user_")
     assert user["organization_id"].startswith("org_")
 
-    dup = cli("users", "create", "Ann@example.com", expect=1)
+    dup = cli("users", "create", "ANN@example.com", expect=1)
     assert dup.stdout == ""
     assert "already exists" in dup.stderr
 

@@ -30,7 +30,7 @@ def test_grant_is_idempotent_and_audited(engine: Engine) -> None:
         assert balance(conn, acct).balance_nano == 5_000_000_000
         assert first.actor == "cli:ops" and first.kind == "grant"
         assert verify(conn) == []
-    assert user.email == "Grant@example.com"
+    assert user.email == "grant@example.com"
 
 
 def test_guarded_account_cannot_be_overdrawn(engine: Engine) -> None:

@@ -26,11 +26,13 @@ def normalize_email(email: str) -> str:
     local, sep, domain = email.rpartition("@")
     if not sep or not local or "." not in domain or " " in email or len(email) > 320:
         raise InvalidRequest(f"not a valid email address: {email!r}", param="email")
-    return f"{local}@{domain.lower()}"
+    return f"{local}@{domain}".lower()
 
 
 def create_user(conn: sa.Connection, email: str) -> User:
     email = normalize_email(email)
+    if conn.execute(sa.select(users.c.id).where(users.c.email == email)).first() is not None:
+        raise Refused(f"a user with email {email} already exists")
     now = dt.datetime.now(dt.UTC)
     org_id = new_id("org")
     conn.execute(organizations.insert().values(id=org_id, name=f"Personal ({email})",
