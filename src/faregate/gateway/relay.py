@@ -117,7 +117,7 @@ async def call_upstream(ex: Exchange) -> aiohttp.ClientResponse:
         response = await post_json(
             ex.gw.session, route.base_url + _PATHS[prep.call.endpoint], prep.upstream_body,
             api_key=route.api_key, connect_timeout_s=route.connect_timeout_s,
-            read_timeout_s=route.read_timeout_s, request_id=ex.request_id)
+            read_timeout_s=route.read_timeout_s)
     except FaregateError:
         await ex.settle(None, "upstream_error")
         raise

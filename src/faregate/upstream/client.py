@@ -21,12 +21,13 @@ def create_session() -> aiohttp.ClientSession:
 
 async def post_json(
     session: aiohttp.ClientSession, url: str, body: bytes, *, api_key: str | None,
-    connect_timeout_s: float, read_timeout_s: float, request_id: str,
+    connect_timeout_s: float, read_timeout_s: float,
 ) -> aiohttp.ClientResponse:
     """Send the request and wait for the response head. Failures before the first byte become
     502/503/504 errors; the caller owns (and must release) the response."""
-    headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream",
-               "X-Request-Id": request_id}
+    # Our request id is not forwarded: some servers (llama-cpp-python) refuse an X-Request-Id
+    # that is not a UUID.
+    headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
     if api_key:
         headers["Authorization"] = f"Bearer {api_key}"
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout_s,
