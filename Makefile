@@ -1,0 +1,41 @@
+# Faregate development tasks.  `make test` works from a fresh clone.
+PYTHON ?= python3
+VENV := .venv
+# Default: everything but the llama.cpp tests, which `make test-llama` runs with their server.
+PYTEST_ARGS ?= -m "not llama"
+BENCH_ARGS ?=
+
+.PHONY: .venv serve test lint test-llama bench clean
+
+.venv: $(VENV)/.installed
+
+# Re-installs whenever pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --upgrade pip
+	$(VENV)/bin/python -m pip install -e '.[dev]'
+	touch $@
+
+serve: .venv
+	$(VENV)/bin/faregate db upgrade
+	exec $(VENV)/bin/faregate serve
+
+# scripts/testenv.py provides PostgreSQL and Redis (system ones, or private throw-away ones).
+test: .venv lint
+	$(VENV)/bin/python scripts/testenv.py -- $(VENV)/bin/pytest $(PYTEST_ARGS)
+
+lint: .venv
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+test-llama:
+	bash scripts/test-llama.sh
+
+bench: .venv
+	$(VENV)/bin/python bench/run.py $(BENCH_ARGS)
+
+clean:
+	rm -rf .test-services build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache \
+	       .import_linter_cache
+	find . -name __pycache__ -not -path './.venv*' -prune -exec rm -rf {} +
