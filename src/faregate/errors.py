@@ -3,6 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Final
+
+
+class _Unset:
+    pass
+
+
+_UNSET: Final = _Unset()
 
 
 class FaregateError(Exception):
@@ -15,13 +23,13 @@ class FaregateError(Exception):
         message: str,
         *,
         param: str | None = None,
-        code: str | None = None,
+        code: str | _Unset | None = _UNSET,
         headers: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
-        if code is not None:
+        if not isinstance(code, _Unset):
             self.code = code
         self.headers: dict[str, str] = dict(headers or {})
 

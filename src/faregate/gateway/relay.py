@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,6 +58,21 @@ class Exchange:
     disconnected: bool = False
     finishing: bool = False
     response: aiohttp.ClientResponse | None = None
+    rename: Callable[[bytes], bytes] | None = None
+
+    def __post_init__(self) -> None:
+        public, upstream = self.prep.call.model, self.prep.route.upstream_model
+        if public != upstream:  # an alias: show the client the name it asked for
+            old, new = orjson.dumps(upstream), orjson.dumps(public)
+            olds = [(b'"model":' + old, b'"model":' + new),
+                    (b'"model": ' + old, b'"model": ' + new)]
+
+            def rename(data: bytes) -> bytes:
+                for old, new in olds:
+                    data = data.replace(old, new)
+                return data
+
+            self.rename = rename
 
     def watch_disconnect(self, receive: Receive) -> asyncio.Future[Any]:
         watcher = asyncio.ensure_future(receive())
@@ -180,6 +196,8 @@ async def relay_once(ex: Exchange, send: Send) -> None:
         usage = await ex.local_usage([obj])
     amount, charged = await ex.settle(usage, "ok")
     ex.finishing = True
+    if ex.rename is not None:
+        raw = ex.rename(raw)
     headers = [*ex.headers, (b"x-faregate-cost-nano-usd", str(amount).encode()),
                (b"x-faregate-charged-nano-usd", str(charged).encode())]
     await send_bytes(send, 200, raw, headers)
@@ -219,6 +237,10 @@ async def relay_stream(ex: Exchange, send: Send) -> None:
                 if not call.client_wants_usage:
                     del obj["usage"]
                     data = orjson.dumps(obj)
+            if not call.client_wants_usage and b'"usage":null' in data:
+                data = data.replace(b',"usage":null', b"").replace(b'"usage":null,', b"")
+            if ex.rename is not None:
+                data = ex.rename(data)
             ex.events.append(data)
             await send({"type": "http.response.body", "body": encode_event(data),
                         "more_body": True})

@@ -53,16 +53,6 @@ class BatchOutcome:
     leases_gone: set[int] = field(default_factory=set)
 
 
-_system_ids: dict[tuple[int, str], int] = {}
-
-
-def _system_account(conn: sa.Connection, code: str) -> int:
-    key = (id(conn.engine), code)
-    if key not in _system_ids:
-        _system_ids[key] = account_id(conn, code)
-    return _system_ids[key]
-
-
 def _deduct_leases(conn: sa.Connection, items: Sequence[Settlement], out: BatchOutcome) -> None:
     per_lease: dict[tuple[int, int], int] = defaultdict(int)
     for item in items:
@@ -123,8 +113,8 @@ def settle_batch(conn: sa.Connection, items: Sequence[Settlement]) -> BatchOutco
                      .order_by(accounts.c.id).with_for_update())
     _deduct_leases(conn, items, out)
     _charge_rest(conn, items, out)
-    revenue = _system_account(conn, REVENUE)
-    writeoff = _system_account(conn, WRITEOFF)
+    revenue = account_id(conn, REVENUE)
+    writeoff = account_id(conn, WRITEOFF)
     charged = sum(i.charged_nano for i in items)
     written_off = sum(i.writeoff_nano for i in items)
     if charged + written_off:
