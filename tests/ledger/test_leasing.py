@@ -136,3 +136,27 @@ def test_partial_reservation_when_the_balance_is_low(engine: Engine) -> None:
     asyncio.run(main())
     with engine.begin() as conn:
         assert balance(conn, acct).available_nano == 7_000
+
+
+def test_verify_ties_every_usage_record_to_its_transfer(engine: Engine) -> None:
+    user, acct = _funded(engine, 100_000)
+
+    async def main() -> None:
+        manager = CreditManager(Database(engine), ttl_s=30, max_lease_nano=10**9)
+        for n in range(3):
+            res = await manager.reserve(acct, 10_000, 1_000)
+            assert res is not None
+            await manager.settle(res, 7_000 + n, _facts(user, n))
+        await manager.close()
+
+    asyncio.run(main())
+    with engine.begin() as conn:
+        assert verify(conn) == []
+        # Move one nano-dollar of a record's charge to write-off: its cost still adds up, but
+        # neither its batch's usage transfer nor the write-off account agree any more.
+        conn.exec_driver_sql("UPDATE usage_records SET charged_nano = charged_nano - 1, "
+                             "writeoff_nano = writeoff_nano + 1 WHERE cost_nano = 7001")
+        problems = verify(conn)
+    assert any("usage charges differ" in p for p in problems)
+    assert any("usage write-offs differ" in p for p in problems)
+    assert any("write-off account debits" in p for p in problems)

@@ -86,7 +86,9 @@ transfers = sa.Table(
     sa.Column("amount_nano", Money, nullable=False),
     sa.Column("kind", sa.String(32), nullable=False),
     sa.Column("idempotency_key", sa.String(200), nullable=True, unique=True),
-    sa.Column("request_id", sa.String(64), nullable=True, index=True),
+    # Usage is posted once per account per settlement batch; the batch's usage records carry
+    # the same settlement id, and their charges add up to the transfer.
+    sa.Column("settlement_id", sa.String(40), nullable=True, index=True),
     sa.Column("actor", sa.String(200), nullable=False),
     sa.Column("reason", sa.Text, nullable=True),
     sa.Column("created_at", Now, nullable=False),
@@ -131,7 +133,8 @@ usage_records = sa.Table(
     sa.Column("status", sa.String(32), nullable=False),
     sa.Column("streamed", sa.Boolean, nullable=False),
     sa.Column("latency_ms", sa.Integer, nullable=False),
-    sa.Column("settled_at", Now, nullable=False, index=True),
+    sa.Column("settlement_id", sa.String(40), nullable=False),
+    sa.Column("settled_at", Now, nullable=False),
     sa.CheckConstraint("cost_nano = charged_nano + writeoff_nano", name="cost_split"),
     sa.CheckConstraint("charged_nano >= 0 AND writeoff_nano >= 0", name="nonnegative"),
     sa.Index("ix_usage_records_org_settled", "organization_id", "settled_at"),

@@ -90,7 +90,7 @@ class GatewayApp:
         if prep.lowered_to is not None:
             headers.append((b"x-faregate-output-limit", str(prep.lowered_to).encode()))
         ex = Exchange(gw, prep, principal, rid, time.monotonic(), headers)
-        watcher = ex.watch_disconnect(receive)
+        stop_watching = ex.watch_disconnect(receive)
         try:
             if call.stream:
                 await relay_stream(ex, send)
@@ -98,7 +98,7 @@ class GatewayApp:
                 await relay_once(ex, send)
         finally:
             ex.finishing = True
-            watcher.cancel()
+            stop_watching()
             gw.credits.release(prep.reservation)  # no-op once settled
 
     async def _get(self, path: str, org_id: str, send: Send,

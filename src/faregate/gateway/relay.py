@@ -33,7 +33,7 @@ from faregate.gateway.usage import (
 from faregate.ledger.settlement import UsageFacts
 from faregate.pricing.cost import cost
 from faregate.upstream.client import post_json
-from faregate.upstream.sse import encode_event, iter_events
+from faregate.upstream.sse import encode_event, iter_event_batches
 
 log = logging.getLogger("faregate.gateway")
 
@@ -41,6 +41,7 @@ _PATHS = {"chat": "/chat/completions", "completions": "/completions",
           "embeddings": "/embeddings", "responses": "/responses"}
 _RESPONSES_FINAL = (b'"response.completed"', b'"response.incomplete"', b'"response.failed"')
 _MAX_ERROR_BODY = 64 * 1024
+WATCH_AFTER_S = 0.2
 
 
 @dataclass(slots=True)
@@ -74,8 +75,14 @@ class Exchange:
 
             self.rename = rename
 
-    def watch_disconnect(self, receive: Receive) -> asyncio.Future[Any]:
-        watcher = asyncio.ensure_future(receive())
+    def watch_disconnect(self, receive: Receive) -> Callable[[], None]:
+        """Notice a client that goes away, and cancel the upstream call at once when it does.
+
+        Streams are watched from the start. Most non-streamed requests end quickly, and what
+        a cancelled one had generated cannot be counted anyway, so their watcher (a task
+        waiting on `receive`) starts only once they have run for WATCH_AFTER_S. Returns a
+        function that stops watching."""
+        watcher: asyncio.Future[Any] | None = None
 
         def done(task: asyncio.Future[Any]) -> None:
             if task.cancelled() or self.finishing or task.exception() is not None:
@@ -85,8 +92,25 @@ class Exchange:
                 if self.response is not None:
                     self.response.close()  # cancels the upstream generation at once
 
-        watcher.add_done_callback(done)
-        return watcher
+        def start() -> None:
+            nonlocal watcher
+            if not self.finishing:
+                watcher = asyncio.ensure_future(receive())
+                watcher.add_done_callback(done)
+
+        if self.prep.call.stream:
+            start()
+            timer = None
+        else:
+            timer = asyncio.get_running_loop().call_later(WATCH_AFTER_S, start)
+
+        def stop() -> None:
+            if timer is not None:
+                timer.cancel()
+            if watcher is not None:
+                watcher.cancel()
+
+        return stop
 
     async def settle(self, usage: Usage | None, status: str) -> tuple[int, int]:
         """Post the cost; returns (cost, charged). Durable when it returns."""
@@ -204,53 +228,92 @@ async def relay_once(ex: Exchange, send: Send) -> None:
 
 
 async def relay_stream(ex: Exchange, send: Send) -> None:
-    """Relay server-sent events chunk by chunk; settle before the stream's last event."""
+    """Relay server-sent events as they arrive; settle before the stream's last event."""
     response = await call_upstream(ex)
-    call = ex.prep.call
     await send({"type": "http.response.start", "status": 200, "headers": [
         (b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"),
         *ex.headers]})
-    held_usage_event: bytes | None = None
-    done = False
+    relay = _StreamRelay(ex)
     try:
-        async for data in iter_events(response.content.iter_any()):
-            if data == b"[DONE]":
-                done = True
-                break
-            if call.endpoint == "responses":
-                if any(marker in data for marker in _RESPONSES_FINAL):
-                    final = orjson.loads(data)
-                    inner = final.get("response") if isinstance(final, dict) else None
-                    if isinstance(inner, dict):
-                        ex.usage = from_usage_object("responses", inner.get("usage"))
-                    done = True
-            elif b'"usage"' in data and b'"usage":null' not in data and \
-                    b'"usage": null' not in data:
-                obj = orjson.loads(data)
-                found = from_usage_object(call.endpoint, obj.get("usage"))
-                if found is not None:
-                    ex.usage = found
-                if not obj.get("choices"):
-                    if call.client_wants_usage:
-                        held_usage_event = data  # sent after settlement
-                    continue
-                if not call.client_wants_usage:
-                    del obj["usage"]
-                    data = orjson.dumps(obj)
-            if not call.client_wants_usage and b'"usage":null' in data:
-                data = data.replace(b',"usage":null', b"").replace(b'"usage":null,', b"")
-            if ex.rename is not None:
-                data = ex.rename(data)
-            ex.events.append(data)
-            await send({"type": "http.response.body", "body": encode_event(data),
-                        "more_body": True})
-            if ex.disconnected:
+        async for batch in iter_event_batches(response.content.iter_any()):
+            out = relay.take(batch)
+            if out:
+                await send({"type": "http.response.body", "body": out, "more_body": True})
+            if relay.done or ex.disconnected:
                 break
     except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError):
         log.info("upstream stream ended abnormally", extra={"request_id": ex.request_id})
     finally:
-        response.close() if not done else response.release()
-    await _finish_stream(ex, send, done, held_usage_event)
+        if relay.done and not response.content.at_eof():
+            # Let the connection go back to the pool once the upstream's last bytes arrive.
+            asyncio.get_running_loop().create_task(_drain(response))
+        elif relay.done:
+            response.release()
+        else:
+            response.close()
+    await _finish_stream(ex, send, relay.done, relay.held_usage_event)
+
+
+async def _drain(response: aiohttp.ClientResponse) -> None:
+    try:
+        async with asyncio.timeout(5):
+            await response.read()
+    except (aiohttp.ClientError, TimeoutError):
+        response.close()
+    finally:
+        response.release()
+
+
+class _StreamRelay:
+    """What to pass on of each upstream event, and what to learn from it."""
+
+    def __init__(self, ex: Exchange) -> None:
+        self.ex = ex
+        self.call = ex.prep.call
+        self.done = False
+        self.held_usage_event: bytes | None = None
+
+    def take(self, batch: list[bytes]) -> bytes:
+        out: list[bytes] = []
+        for data in batch:
+            if self.done:
+                break
+            relayed = self._one(data)
+            if relayed is not None:
+                out.append(encode_event(relayed))
+        return b"".join(out)
+
+    def _one(self, data: bytes) -> bytes | None:
+        ex, call = self.ex, self.call
+        if data == b"[DONE]":
+            self.done = True
+            return None  # sent by _finish_stream, after settlement
+        if call.endpoint == "responses":
+            if any(marker in data for marker in _RESPONSES_FINAL):
+                final = orjson.loads(data)
+                inner = final.get("response") if isinstance(final, dict) else None
+                if isinstance(inner, dict):
+                    ex.usage = from_usage_object("responses", inner.get("usage"))
+                self.done = True
+        elif b'"usage"' in data and b'"usage":null' not in data and \
+                b'"usage": null' not in data:
+            obj = orjson.loads(data)
+            found = from_usage_object(call.endpoint, obj.get("usage"))
+            if found is not None:
+                ex.usage = found
+            if not obj.get("choices"):
+                if call.client_wants_usage:
+                    self.held_usage_event = ex.rename(data) if ex.rename else data
+                return None
+            if not call.client_wants_usage:
+                del obj["usage"]
+                data = orjson.dumps(obj)
+        if not call.client_wants_usage and b'"usage":null' in data:
+            data = data.replace(b',"usage":null', b"").replace(b'"usage":null,', b"")
+        if ex.rename is not None:
+            data = ex.rename(data)
+        ex.events.append(data)
+        return data
 
 
 async def _finish_stream(ex: Exchange, send: Send, done: bool,

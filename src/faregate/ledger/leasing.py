@@ -66,7 +66,9 @@ class CreditManager:
         self._old: dict[int, Lease] = {}  # replaced leases that still have requests in flight
         self._last_heartbeat = time.monotonic()
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.committer = SettlementCommitter(db, on_outcome=self._apply_outcome)
+        self.running = 0  # reservations not yet settled or released
+        self.committer = SettlementCommitter(db, on_outcome=self._apply_outcome,
+                                             running=lambda: self.running)
 
     def try_reserve_now(self, acct_id: int, amount_nano: int) -> Reservation | None:
         """The fast path: reserve from the current lease without touching the database."""
@@ -75,12 +77,14 @@ class CreditManager:
             return None
         st.lease.reserved += amount_nano
         st.last_active = time.monotonic()
+        self.running += 1
         return Reservation(acct_id, st.lease, amount_nano)
 
     async def reserve(self, acct_id: int, want_nano: int, need_nano: int) -> Reservation | None:
         """Reserve `want_nano`, or failing that the most available that is at least
         `need_nano`; None when not even `need_nano` can be had."""
         if want_nano <= 0:
+            self.running += 1
             return Reservation(acct_id, None, 0)
         res = self.try_reserve_now(acct_id, want_nano)
         if res is not None:
@@ -96,6 +100,7 @@ class CreditManager:
                 return None
             lease.reserved += take
             st.last_active = time.monotonic()
+            self.running += 1
             return Reservation(acct_id, lease, take)
 
     async def _grow(self, acct_id: int, st: _AccountState, want: int) -> Lease:
@@ -141,6 +146,7 @@ class CreditManager:
         """Give a reservation back untouched (the request was refused or failed upstream)."""
         if not res.settled:
             res.settled = True
+            self.running -= 1
             if res.lease is not None:
                 res.lease.reserved -= res.amount_nano
 
@@ -148,6 +154,7 @@ class CreditManager:
         """Post the actual cost; returns once the settlement is durable."""
         assert not res.settled, "reservation settled twice"
         res.settled = True
+        self.running -= 1
         lease = res.lease
         from_lease = 0
         if lease is not None:

@@ -1,16 +1,26 @@
 """Settlement: post each finished request's cost, write its usage record, in one transaction
-for a whole batch of requests (group commit)."""
+for a whole batch of requests (group commit).
+
+This runs once per batch on the hot path, so its statements are plain SQL sent to the driver
+(no statement compilation), and their number does not grow with the batch: one statement
+deducts every lease, one posts every account, two multi-row inserts write the transfers and
+the usage records.
+
+Usage is posted as one transfer per account per batch (and one write-off transfer per batch),
+tagged with the batch's settlement id; each usage record carries that id and its own charge,
+so every transfer is the exact sum of the usage records behind it (`ledger verify` checks)."""
 
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
-from faregate.db.schema import accounts, leases, transfers, usage_records
+from faregate.db.schema import accounts
 from faregate.ledger.accounts import REVENUE, WRITEOFF, account_id, lock_available
 
 
@@ -53,25 +63,70 @@ class BatchOutcome:
     leases_gone: set[int] = field(default_factory=set)
 
 
+@dataclass(frozen=True, slots=True)
+class SystemAccounts:
+    revenue: int
+    writeoff: int
+
+    @classmethod
+    def load(cls, conn: sa.Connection) -> SystemAccounts:
+        return cls(account_id(conn, REVENUE), account_id(conn, WRITEOFF))
+
+
+def _values(n: int) -> str:
+    return ", ".join(["(CAST(? AS BIGINT), CAST(? AS BIGINT))"] * n)
+
+
+_DEDUCT_LEASES = (
+    "WITH v(id, amount) AS (VALUES {values}) "
+    "UPDATE leases SET amount_nano = leases.amount_nano - v.amount FROM v "
+    "WHERE leases.id = v.id AND leases.status = 'open' AND leases.amount_nano >= v.amount "
+    "RETURNING leases.id")
+_POST_LEASED = (
+    "WITH v(id, amount) AS (VALUES {values}) "
+    "UPDATE accounts SET debits_nano = accounts.debits_nano + v.amount, "
+    "held_nano = accounts.held_nano - v.amount FROM v WHERE accounts.id = v.id")
+_CREDIT = "UPDATE accounts SET credits_nano = credits_nano + ? WHERE id = ?"
+_DEBIT = "UPDATE accounts SET debits_nano = debits_nano + ? WHERE id = ?"
+_INSERT_TRANSFER = (
+    "INSERT INTO transfers (debit_account_id, credit_account_id, amount_nano, kind, "
+    "settlement_id, actor, created_at) VALUES (?, ?, ?, ?, ?, 'gateway', ?)")
+_INSERT_USAGE = (
+    "INSERT INTO usage_records (request_id, organization_id, api_key_id, account_id, endpoint, "
+    "model, upstream, prompt_tokens, cached_tokens, completion_tokens, usage_source, status, "
+    "streamed, latency_ms, cost_nano, charged_nano, writeoff_nano, settlement_id, settled_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+
+
+def _sql(conn: sa.Connection, statement: str) -> str:
+    """Our statements use qmark placeholders; psycopg wants %s."""
+    return statement if conn.dialect.paramstyle == "qmark" else statement.replace("?", "%s")
+
+
 def _deduct_leases(conn: sa.Connection, items: Sequence[Settlement], out: BatchOutcome) -> None:
-    per_lease: dict[tuple[int, int], int] = defaultdict(int)
+    per_lease: dict[int, int] = defaultdict(int)
+    acct_of: dict[int, int] = {}
     for item in items:
         if item.lease_id is not None and item.from_lease_nano:
-            per_lease[(item.acct_id, item.lease_id)] += item.from_lease_nano
-    for (acct, lease_id), amount in sorted(per_lease.items()):
-        done = conn.execute(
-            leases.update()
-            .where(leases.c.id == lease_id, leases.c.status == "open",
-                   leases.c.amount_nano >= amount)
-            .values(amount_nano=leases.c.amount_nano - amount)
-        )
-        if done.rowcount == 1:
-            conn.execute(accounts.update().where(accounts.c.id == acct).values(
-                debits_nano=accounts.c.debits_nano + amount,
-                held_nano=accounts.c.held_nano - amount))
+            per_lease[item.lease_id] += item.from_lease_nano
+            acct_of[item.lease_id] = item.acct_id
+    if not per_lease:
+        return
+    ordered = sorted(per_lease.items())
+    params = tuple(x for pair in ordered for x in pair)
+    done = {int(r[0]) for r in conn.exec_driver_sql(
+        _sql(conn, _DEDUCT_LEASES.format(values=_values(len(ordered)))), params).all()}
+    per_acct: dict[int, int] = defaultdict(int)
+    for lease_id, amount in ordered:
+        if lease_id in done:
             out.lease_deducted[lease_id] = amount
+            per_acct[acct_of[lease_id]] += amount
         else:
             out.leases_gone.add(lease_id)
+    if per_acct:
+        rows = sorted(per_acct.items())
+        conn.exec_driver_sql(_sql(conn, _POST_LEASED.format(values=_values(len(rows)))),
+                             tuple(x for pair in rows for x in pair))
 
 
 def _charge_rest(conn: sa.Connection, items: Sequence[Settlement], out: BatchOutcome) -> None:
@@ -102,9 +157,11 @@ def _charge_rest(conn: sa.Connection, items: Sequence[Settlement], out: BatchOut
         item.writeoff_nano = item.cost_nano - item.charged_nano
 
 
-def settle_batch(conn: sa.Connection, items: Sequence[Settlement]) -> BatchOutcome:
-    """Post a batch of settlements atomically. Accounts are locked in ascending id order, then
-    the revenue and write-off accounts, so concurrent batches cannot deadlock."""
+def settle_batch(conn: sa.Connection, items: Sequence[Settlement],
+                 system: SystemAccounts) -> BatchOutcome:
+    """Post a batch of settlements atomically. On PostgreSQL the organizations' accounts are
+    locked in ascending id order first, then the revenue and write-off accounts, so concurrent
+    batches cannot deadlock."""
     out = BatchOutcome()
     now = dt.datetime.now(dt.UTC)
     if conn.dialect.name != "sqlite":
@@ -113,43 +170,34 @@ def settle_batch(conn: sa.Connection, items: Sequence[Settlement]) -> BatchOutco
                      .order_by(accounts.c.id).with_for_update())
     _deduct_leases(conn, items, out)
     _charge_rest(conn, items, out)
-    revenue = account_id(conn, REVENUE)
-    writeoff = account_id(conn, WRITEOFF)
     charged = sum(i.charged_nano for i in items)
     written_off = sum(i.writeoff_nano for i in items)
     if charged + written_off:
-        conn.execute(accounts.update().where(accounts.c.id == revenue)
-                     .values(credits_nano=accounts.c.credits_nano + charged + written_off))
+        conn.exec_driver_sql(_sql(conn, _CREDIT), (charged + written_off, system.revenue))
     if written_off:
-        conn.execute(accounts.update().where(accounts.c.id == writeoff)
-                     .values(debits_nano=accounts.c.debits_nano + written_off))
-    rows: list[dict[str, object]] = []
+        conn.exec_driver_sql(_sql(conn, _DEBIT), (written_off, system.writeoff))
+    stamp: object = now
+    if conn.dialect.name == "sqlite":  # the text form SQLAlchemy's SQLite DateTime uses
+        stamp = now.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+    settlement_id = "stl_" + secrets.token_hex(12)
+    charged_by_acct: dict[int, int] = defaultdict(int)
+    usage_rows: list[tuple[object, ...]] = []
     for item in items:
         item.settled_at = now
-        rid = item.usage.request_id
-        if item.charged_nano:
-            rows.append({"debit_account_id": item.acct_id, "credit_account_id": revenue,
-                         "amount_nano": item.charged_nano, "kind": "usage", "request_id": rid,
-                         "actor": "gateway", "created_at": now})
-        if item.writeoff_nano:
-            rows.append({"debit_account_id": writeoff, "credit_account_id": revenue,
-                         "amount_nano": item.writeoff_nano, "kind": "usage_writeoff",
-                         "request_id": rid, "actor": "gateway", "created_at": now})
-    if rows:
-        conn.execute(transfers.insert(), rows)
-    conn.execute(usage_records.insert(), [
-        {**_usage_row(item.usage), "account_id": item.acct_id, "cost_nano": item.cost_nano,
-         "charged_nano": item.charged_nano, "writeoff_nano": item.writeoff_nano,
-         "settled_at": now}
-        for item in items
-    ])
+        charged_by_acct[item.acct_id] += item.charged_nano
+        u = item.usage
+        usage_rows.append((u.request_id, u.organization_id, u.api_key_id, item.acct_id,
+                           u.endpoint, u.model, u.upstream, u.prompt_tokens, u.cached_tokens,
+                           u.completion_tokens, u.usage_source, u.status, u.streamed,
+                           u.latency_ms, item.cost_nano, item.charged_nano, item.writeoff_nano,
+                           settlement_id, stamp))
+    transfer_rows: list[tuple[object, ...]] = [
+        (acct, system.revenue, amount, "usage", settlement_id, stamp)
+        for acct, amount in sorted(charged_by_acct.items()) if amount]
+    if written_off:
+        transfer_rows.append((system.writeoff, system.revenue, written_off, "usage_writeoff",
+                              settlement_id, stamp))
+    if transfer_rows:
+        conn.exec_driver_sql(_sql(conn, _INSERT_TRANSFER), transfer_rows)
+    conn.exec_driver_sql(_sql(conn, _INSERT_USAGE), usage_rows)
     return out
-
-
-def _usage_row(u: UsageFacts) -> dict[str, object]:
-    return {"request_id": u.request_id, "organization_id": u.organization_id,
-            "api_key_id": u.api_key_id, "endpoint": u.endpoint, "model": u.model,
-            "upstream": u.upstream, "prompt_tokens": u.prompt_tokens,
-            "cached_tokens": u.cached_tokens, "completion_tokens": u.completion_tokens,
-            "usage_source": u.usage_source, "status": u.status, "streamed": u.streamed,
-            "latency_ms": u.latency_ms}

@@ -54,7 +54,6 @@ def post_transfer(
     actor: str,
     reason: str | None = None,
     idempotency_key: str | None = None,
-    request_id: str | None = None,
     at: dt.datetime | None = None,
 ) -> Transfer:
     """Move `amount_nano` from the debit account to the credit account.
@@ -88,7 +87,7 @@ def post_transfer(
                 transfers.insert().values(
                     debit_account_id=debit_account_id, credit_account_id=credit_account_id,
                     amount_nano=amount_nano, kind=kind, actor=actor, reason=reason,
-                    idempotency_key=idempotency_key, request_id=request_id, created_at=at,
+                    idempotency_key=idempotency_key, created_at=at,
                 ).returning(transfers.c.id)
             ).scalar_one()
     except IntegrityError:

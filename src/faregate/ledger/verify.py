@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
@@ -68,27 +69,26 @@ def _usage_problems(conn: sa.Connection) -> list[str]:
     )).scalar_one()
     if split:
         problems.append(f"{split} usage record(s) whose cost != charged + written off")
-    for kind, column in (("usage", usage_records.c.charged_nano),
-                         ("usage_writeoff", usage_records.c.writeoff_nano)):
-        per_request = (
-            sa.select(transfers.c.request_id, sa.func.sum(transfers.c.amount_nano).label("t"))
-            .where(transfers.c.kind == kind).group_by(transfers.c.request_id).subquery())
-        mismatched = conn.execute(
-            sa.select(sa.func.count()).select_from(
-                usage_records.outerjoin(per_request,
-                                        per_request.c.request_id == usage_records.c.request_id))
-            .where(sa.func.coalesce(per_request.c.t, 0) != column)
-        ).scalar_one()
-        orphans = conn.execute(
-            sa.select(sa.func.count()).select_from(
-                per_request.outerjoin(usage_records,
-                                      per_request.c.request_id == usage_records.c.request_id))
-            .where(usage_records.c.id.is_(None))
-        ).scalar_one()
-        if mismatched:
-            problems.append(f"{mismatched} usage record(s) whose {kind} transfers differ")
-        if orphans:
-            problems.append(f"{orphans} {kind} transfer group(s) without a usage record")
+    # Each usage transfer is the sum of its batch's charges for that account ...
+    charged = (
+        sa.select(usage_records.c.settlement_id, usage_records.c.account_id,
+                  sa.func.sum(usage_records.c.charged_nano).label("amount"))
+        .where(usage_records.c.charged_nano > 0)
+        .group_by(usage_records.c.settlement_id, usage_records.c.account_id))
+    posted = (
+        sa.select(transfers.c.settlement_id, transfers.c.debit_account_id.label("account_id"),
+                  transfers.c.amount_nano.label("amount"))
+        .where(transfers.c.kind == "usage"))
+    problems += _mismatches(conn, charged, posted, "usage charges")
+    # ... and each batch's write-off transfer the sum of what its records wrote off.
+    written = (
+        sa.select(usage_records.c.settlement_id, sa.func.sum(usage_records.c.writeoff_nano)
+                  .label("amount"))
+        .where(usage_records.c.writeoff_nano > 0).group_by(usage_records.c.settlement_id))
+    booked = (
+        sa.select(transfers.c.settlement_id, transfers.c.amount_nano.label("amount"))
+        .where(transfers.c.kind == "usage_writeoff"))
+    problems += _mismatches(conn, written, booked, "usage write-offs")
     writeoff_debits = conn.execute(
         sa.select(accounts.c.debits_nano).where(accounts.c.id == account_id(conn, WRITEOFF))
     ).scalar_one()
@@ -98,3 +98,17 @@ def _usage_problems(conn: sa.Connection) -> list[str]:
         problems.append(f"write-off account debits {writeoff_debits} != usage written off "
                         f"{written_off}")
     return problems
+
+
+def _mismatches(conn: sa.Connection, expected: sa.Select[Any], actual: sa.Select[Any],
+                what: str) -> list[str]:
+    """Rows of `expected` and `actual` (same key columns, then `amount`) that differ."""
+    a = {tuple(r[:-1]): int(r[-1]) for r in conn.execute(expected).all()}
+    b: dict[tuple[object, ...], int] = defaultdict(int)
+    for r in conn.execute(actual).all():
+        b[tuple(r[:-1])] += int(r[-1])
+    wrong = [key for key in a.keys() | b.keys() if a.get(key, 0) != b.get(key, 0)]
+    if not wrong:
+        return []
+    return [f"{len(wrong)} settlement(s) whose {what} differ from their transfers, e.g. "
+            f"{wrong[0]}: records {a.get(wrong[0], 0)} != transfers {b.get(wrong[0], 0)}"]

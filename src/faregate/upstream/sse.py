@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 
-async def iter_events(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """Yield the `data` payload of each event as it completes (multi-line data joined by \\n).
+async def iter_event_batches(chunks: AsyncIterator[bytes]) -> AsyncIterator[list[bytes]]:
+    """For each read from the network, the `data` payloads of the events it completed
+    (multi-line data joined by \\n), so that they can be relayed in one write.
 
     Events without data (comments, keep-alives) are skipped. Tolerates \\r\\n line endings."""
     buffer = b""
@@ -14,6 +15,7 @@ async def iter_events(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         buffer += chunk
         if b"\r" in buffer:
             buffer = buffer.replace(b"\r\n", b"\n")
+        batch: list[bytes] = []
         while True:
             end = buffer.find(b"\n\n")
             if end < 0:
@@ -21,11 +23,13 @@ async def iter_events(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
             raw, buffer = buffer[:end], buffer[end + 2:]
             data = _data_of(raw)
             if data is not None:
-                yield data
+                batch.append(data)
+        if batch:
+            yield batch
     if buffer.strip():
         data = _data_of(buffer)
         if data is not None:
-            yield data
+            yield [data]
 
 
 def _data_of(raw: bytes) -> bytes | None:

@@ -70,6 +70,7 @@ def upgrade() -> None:
     sa.Column('status', sa.String(length=32), nullable=False),
     sa.Column('streamed', sa.Boolean(), nullable=False),
     sa.Column('latency_ms', sa.Integer(), nullable=False),
+    sa.Column('settlement_id', sa.String(length=40), nullable=False),
     sa.Column('settled_at', sa.DateTime(timezone=True), nullable=False),
     sa.CheckConstraint('charged_nano >= 0 AND writeoff_nano >= 0', name=op.f('ck_usage_records_nonnegative')),
     sa.CheckConstraint('cost_nano = charged_nano + writeoff_nano', name=op.f('ck_usage_records_cost_split')),
@@ -78,7 +79,6 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('usage_records', schema=None) as batch_op:
         batch_op.create_index('ix_usage_records_org_settled', ['organization_id', 'settled_at'], unique=False)
-        batch_op.create_index(batch_op.f('ix_usage_records_settled_at'), ['settled_at'], unique=False)
 
     op.create_table('accounts',
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
@@ -157,7 +157,7 @@ def upgrade() -> None:
     sa.Column('amount_nano', sa.BigInteger(), nullable=False),
     sa.Column('kind', sa.String(length=32), nullable=False),
     sa.Column('idempotency_key', sa.String(length=200), nullable=True),
-    sa.Column('request_id', sa.String(length=64), nullable=True),
+    sa.Column('settlement_id', sa.String(length=40), nullable=True),
     sa.Column('actor', sa.String(length=200), nullable=False),
     sa.Column('reason', sa.Text(), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
@@ -171,7 +171,7 @@ def upgrade() -> None:
     with op.batch_alter_table('transfers', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_transfers_credit_account_id'), ['credit_account_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_transfers_debit_account_id'), ['debit_account_id'], unique=False)
-        batch_op.create_index(batch_op.f('ix_transfers_request_id'), ['request_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_transfers_settlement_id'), ['settlement_id'], unique=False)
 
 
 
@@ -188,7 +188,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     with op.batch_alter_table('transfers', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_transfers_request_id'))
+        batch_op.drop_index(batch_op.f('ix_transfers_settlement_id'))
         batch_op.drop_index(batch_op.f('ix_transfers_debit_account_id'))
         batch_op.drop_index(batch_op.f('ix_transfers_credit_account_id'))
 
@@ -209,7 +209,6 @@ def downgrade() -> None:
 
     op.drop_table('accounts')
     with op.batch_alter_table('usage_records', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_usage_records_settled_at'))
         batch_op.drop_index('ix_usage_records_org_settled')
 
     op.drop_table('usage_records')
