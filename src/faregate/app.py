@@ -5,18 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import html
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Route
 
 from faregate.catalog.devmodels import ensure_dev_models
 from faregate.config import Settings, get_settings
-from faregate.db.engine import create_engine, ping
+from faregate.db.engine import checkpoint_sqlite, create_engine, ping
 from faregate.db.runner import Database
 from faregate.devmodel.app import create_devmodel_app
 from faregate.gateway.app import GatewayApp
@@ -30,6 +31,24 @@ from faregate.upstream.client import create_session
 from faregate.worker.jobs import run_jobs
 
 log = logging.getLogger("faregate")
+
+# Until the dashboard exists, the front page says how to use the API.
+_INDEX = """<!doctype html><html lang="en"><meta charset="utf-8"><title>Faregate</title>
+<style>body{font:16px/1.5 system-ui,sans-serif;max-width:46rem;margin:3rem auto;padding:0 1rem}
+code,pre{background:#f3f3f3;border-radius:4px;padding:.1rem .3rem}pre{padding:1rem}</style>
+<h1>Faregate is running</h1>
+<p>An OpenAI-compatible API with prepaid billing. Its base URL is <code>{base}</code>.</p>
+<p>Make a user, give them credit and a key (printed once):</p>
+<pre>.venv/bin/faregate users create you@example.com
+.venv/bin/faregate credits grant you@example.com 5 --reason "first credit"
+.venv/bin/faregate keys create you@example.com</pre>
+<p>Then call it with the official SDK:</p>
+<pre>from openai import OpenAI
+client = OpenAI(base_url="{base}", api_key="sk-fg-...")
+print(client.chat.completions.create(
+    model="faregate-dev", messages=[{"role": "user", "content": "Hello!"}]))</pre>
+<p>Health: <a href="/healthz">/healthz</a>. Models: <code>GET {base}/models</code>.</p>
+</html>"""
 
 
 def builtin_base_url(settings: Settings) -> str:
@@ -58,7 +77,8 @@ class FaregateApp:
         self.state: GatewayState | None = None
         self.gateway: GatewayApp | None = None
         self.devmodel = create_devmodel_app(settings.dev_model_token_latency_ms)
-        self.web = Starlette(routes=[Route("/healthz", self.healthz)], lifespan=self.lifespan)
+        self.web = Starlette(routes=[Route("/", self.index), Route("/healthz", self.healthz)],
+                             lifespan=self.lifespan)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -72,6 +92,10 @@ class FaregateApp:
                 return
         await self.web(scope, receive, send)
 
+    async def index(self, request: Request) -> HTMLResponse:
+        base = f"{request.base_url}v1"
+        return HTMLResponse(_INDEX.replace("{base}", html.escape(base)))
+
     async def healthz(self, request: Request) -> JSONResponse:
         if self.state is None:
             return JSONResponse({"status": "starting"}, status_code=503)
@@ -84,7 +108,7 @@ class FaregateApp:
     @contextlib.asynccontextmanager
     async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
         s = self.settings
-        engine = create_engine(s.resolved_database_url)
+        engine = create_engine(s.resolved_database_url, background_checkpoints=True)
         ping(engine)
         db = Database(engine, threads=2 if s.is_sqlite else 4)
         cipher = Cipher(s.secret("encryption_key"))
@@ -101,6 +125,10 @@ class FaregateApp:
         tasks = [asyncio.create_task(catalog.run(), name="catalog-reload"),
                  asyncio.create_task(_every(1.0, credits.maintain, "lease maintenance"),
                                      name="lease-maintenance")]
+        if s.is_sqlite:
+            tasks.append(asyncio.create_task(
+                _every(1.0, lambda: asyncio.to_thread(checkpoint_sqlite, engine),
+                       "SQLite checkpoint"), name="sqlite-checkpoint"))
         if s.run_background_jobs:
             tasks.append(asyncio.create_task(run_jobs(db), name="background-jobs"))
         try:

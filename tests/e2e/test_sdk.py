@@ -283,3 +283,12 @@ def test_balance_decreases_by_exactly_the_costs(any_dep: Deployment, tmp_path: P
     assert dep.verify() == []
     records = dep.query("SELECT COUNT(*), SUM(charged_nano) FROM usage_records")
     assert (int(records[0][0]), int(records[0][1])) == (len(log.seen), total)
+
+
+def test_front_page_and_health(gw: Gateway) -> None:
+    with gw.http() as http:
+        page = http.get("/")
+        health = http.get("/healthz")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert gw.url in page.text
+    assert health.status_code == 200 and health.json() == {"status": "ok"}

@@ -190,3 +190,16 @@ def load_snapshot(conn: sa.Connection, cipher: Cipher, builtin_base_url: str) ->
                     up.name, base, key, upstream_name, up.connect_timeout_ms / 1000,
                     up.read_timeout_ms / 1000))
     return CatalogSnapshot(model_map, routes)
+
+
+def catalog_version(conn: sa.Connection) -> tuple[object, ...]:
+    """A cheap fingerprint of the catalog: it changes whenever a model, upstream or route is
+    added or a model is changed, so the gateway reloads only then."""
+    row = conn.execute(sa.select(
+        sa.select(sa.func.max(models.c.updated_at)).scalar_subquery(),
+        sa.select(sa.func.count()).select_from(models).scalar_subquery(),
+        sa.select(sa.func.max(upstreams.c.id)).scalar_subquery(),
+        sa.select(sa.func.count()).select_from(upstreams).scalar_subquery(),
+        sa.select(sa.func.count()).select_from(upstream_models).scalar_subquery(),
+    )).one()
+    return tuple(row)

@@ -11,16 +11,22 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
 
-def _sqlite_on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
-    dbapi_connection.isolation_level = None  # we emit BEGIN ourselves
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA cache_size=-65536")  # 64 MiB
-    cursor.execute("PRAGMA wal_autocheckpoint=10000")
-    cursor.close()
+def _sqlite_pragmas(*, background_checkpoints: bool) -> Any:
+    def on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA cache_size=-65536")  # 64 MiB
+        if background_checkpoints:
+            # The server checkpoints from a background task (checkpoint_sqlite), so no request
+            # waits for a commit that happens to copy the WAL into the database.
+            cursor.execute("PRAGMA wal_autocheckpoint=0")
+        cursor.close()
+
+    return on_connect
 
 
 def _sqlite_on_begin(conn: sa.Connection) -> None:
@@ -29,10 +35,12 @@ def _sqlite_on_begin(conn: sa.Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def create_engine(url: str, *, pool_size: int = 8) -> Engine:
+def create_engine(url: str, *, pool_size: int = 8,
+                  background_checkpoints: bool = False) -> Engine:
     if url.startswith("sqlite"):
         engine = sa.create_engine(url, pool_size=pool_size, max_overflow=8, pool_timeout=60)
-        event.listen(engine, "connect", _sqlite_on_connect)
+        event.listen(engine, "connect",
+                     _sqlite_pragmas(background_checkpoints=background_checkpoints))
         event.listen(engine, "begin", _sqlite_on_begin)
         return engine
     return sa.create_engine(
@@ -55,3 +63,14 @@ def now_ms_expr(engine_or_dialect: Engine | sa.Dialect) -> sa.ColumnElement[int]
 def ping(engine: Engine) -> None:
     with engine.connect() as conn:
         conn.exec_driver_sql("SELECT 1")
+
+
+def checkpoint_sqlite(engine: Engine) -> None:
+    """Copy the WAL into the database without blocking writers (SQLite only)."""
+    if engine.dialect.name == "sqlite":
+        raw = engine.raw_connection()  # outside any transaction: a checkpoint cannot run in one
+        try:
+            raw.driver_connection.execute(  # type: ignore[union-attr]
+                "PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        finally:
+            raw.close()

@@ -38,20 +38,23 @@ class KeyAuthenticator:
         key = key.strip()
         if scheme.lower() != "bearer" or not key:
             raise AuthenticationFailed(_MISSING, code=None)
-        self._check_throttle(client_ip)
-        principal = await self._lookup(key) if looks_like_api_key(key) else None
+        principal = await self._lookup(key, client_ip) if looks_like_api_key(key) else None
         if principal is None:
+            self._check_throttle(client_ip)
             self._record_failure(client_ip)
             raise AuthenticationFailed(f"Incorrect API key provided: {_redact(key)}. You can "
                                        "find your API key in the dashboard.")
         return principal
 
-    async def _lookup(self, key: str) -> Principal | None:
+    async def _lookup(self, key: str, client_ip: str) -> Principal | None:
         digest = hash_api_key(key, self._pepper)
         now = time.monotonic()
         hit = self._cache.get(digest)
         if hit is not None and hit[1] > now:
             return hit[0]
+        # An address that keeps sending unknown keys gets no more database look-ups for a
+        # while; keys already known (cached) still pass.
+        self._check_throttle(client_ip)
         principal = await self._db.run(find_principal, digest)
         if len(self._cache) >= _MAX_ENTRIES:
             self._cache = {k: v for k, v in self._cache.items() if v[1] > now}
