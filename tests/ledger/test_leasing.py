@@ -160,3 +160,29 @@ def test_verify_ties_every_usage_record_to_its_transfer(engine: Engine) -> None:
     assert any("usage charges differ" in p for p in problems)
     assert any("usage write-offs differ" in p for p in problems)
     assert any("write-off account debits" in p for p in problems)
+
+
+def test_refusals_of_a_dry_account_cost_no_write_transactions(engine: Engine) -> None:
+    user, acct = _funded(engine, 5_000)
+
+    async def main() -> None:
+        manager = CreditManager(Database(engine), ttl_s=30, max_lease_nano=10**9)
+        res = await manager.reserve(acct, 5_000, 5_000)
+        assert res is not None
+        await manager.settle(res, 5_000, _facts(user, 0))
+        leases_before = _count_leases(engine)
+        refused = [await manager.reserve(acct, 1_000, 1_000) for _ in range(50)]
+        assert refused == [None] * 50
+        assert _count_leases(engine) == leases_before  # no empty lease opened per refusal
+        with engine.begin() as conn:  # a top-up is seen once the recheck interval passed
+            grant(conn, user.organization_id, 2_000, actor="t", reason="top-up")
+        await asyncio.sleep(1.1)
+        assert await manager.reserve(acct, 1_000, 1_000) is not None
+        await manager.close()
+
+    asyncio.run(main())
+
+
+def _count_leases(engine: Engine) -> int:
+    with engine.begin() as conn:
+        return int(conn.exec_driver_sql("SELECT count(*) FROM leases").scalar_one())

@@ -46,14 +46,17 @@ def acquire(
 ) -> LeaseGrant | None:
     """Open a lease (lease_id None) or grow an open one by up to `ask_nano`.
 
-    Returns the amount granted (possibly less than the deficit, possibly 0), or None when the
-    given lease is no longer open (the caller must open a new one)."""
+    Returns the amount granted (possibly less than the deficit, possibly 0); None when there
+    was nothing to open a new lease with. Raises LeaseGone when the given lease is no longer
+    open (the caller must open a new one)."""
     available = lock_available(conn, acct_id)
     granted = _grant_size(available, deficit_nano, ask_nano, share_divisor)
     if granted > 0 and not _take_held(conn, acct_id, granted):
         granted = 0
     now = now_ms_expr(conn.dialect)
     if lease_id is None:
+        if granted == 0:
+            return None
         new_id = conn.execute(
             leases.insert()
             .values(account_id=acct_id, owner=owner, amount_nano=granted, status="open",

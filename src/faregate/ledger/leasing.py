@@ -22,6 +22,8 @@ from faregate.ledger.settlement import BatchOutcome, Settlement, UsageFacts
 
 log = logging.getLogger("faregate.ledger")
 
+EXHAUSTED_RECHECK_S = 1.0
+
 
 @dataclass(slots=True)
 class Lease:
@@ -43,6 +45,7 @@ class _AccountState:
     lease: Lease | None = None
     last_active: float = 0.0
     recent_ask: int = 0
+    exhausted_until: float = 0.0
 
 
 @dataclass(slots=True)
@@ -94,16 +97,24 @@ class CreditManager:
             res = self.try_reserve_now(acct_id, want_nano)
             if res is not None:
                 return res
-            lease = await self._grow(acct_id, st, want_nano)
-            take = min(want_nano, lease.free)
-            if take < need_nano or take <= 0:
+            if time.monotonic() < st.exhausted_until:
+                # The account ran dry a moment ago: serve from what is leased, and do not turn
+                # a flood of refused requests into a flood of write transactions. A top-up is
+                # seen within EXHAUSTED_RECHECK_S.
+                lease = st.lease if st.lease is not None and not st.lease.gone else None
+            else:
+                lease = await self._grow(acct_id, st, want_nano)
+            take = min(want_nano, lease.free) if lease is not None else 0
+            if take < want_nano:
+                st.exhausted_until = time.monotonic() + EXHAUSTED_RECHECK_S
+            if lease is None or take < need_nano or take <= 0:
                 return None
             lease.reserved += take
             st.last_active = time.monotonic()
             self.running += 1
             return Reservation(acct_id, lease, take)
 
-    async def _grow(self, acct_id: int, st: _AccountState, want: int) -> Lease:
+    async def _grow(self, acct_id: int, st: _AccountState, want: int) -> Lease | None:
         lease = st.lease if st.lease is not None and not st.lease.gone else None
         free = lease.free if lease is not None else 0
         deficit = max(0, want - free)
@@ -118,8 +129,8 @@ class CreditManager:
             self._retire(st, lease)
             grant = await self._acquire(acct_id, None, want, max(want, st.recent_ask))
             lease = None
-        if grant is None:
-            raise RuntimeError("lease acquisition returned nothing")
+        if grant is None:  # nothing available, and no lease to grow
+            return lease
         if lease is None:
             lease = Lease(grant.lease_id, acct_id)
             if st.lease is not None:
