@@ -8,6 +8,7 @@ A model name is ``<base>[:<option>,<option>...]`` where ``<base>`` starts with
 * ``die_after=K``          – streams drop the connection after K content chunks, no [DONE]
 * ``no_usage``             – streams never carry usage (chat/completions: no usage chunk
                              even when asked; responses: ``usage: null``)
+* ``no_done``              – streams end cleanly without the ``data: [DONE]`` marker
 * ``fail=STATUS``          – answer HTTP STATUS (400-599) with an OpenAI error object
 * ``slow_first_byte_ms=M`` – wait M milliseconds before sending anything
 """
@@ -32,6 +33,7 @@ class ModelOptions:
     overshoot: int = 0
     die_after: int | None = None
     no_usage: bool = False
+    no_done: bool = False
     fail: int | None = None
     slow_first_byte_ms: int = 0
 
@@ -47,11 +49,11 @@ def parse_model(model: str) -> ModelOptions:
     if not base.startswith(MODEL_PREFIX):
         raise model_not_found(model)
     values: dict[str, int] = {}
-    no_usage = False
+    flags = {"no_usage": False, "no_done": False}
     for item in filter(None, (part.strip() for part in spec.split(","))):
         name, eq, raw = item.partition("=")
-        if name == "no_usage" and not eq:
-            no_usage = True
+        if name in flags and not eq:
+            flags[name] = True
             continue
         if name not in _INT_OPTIONS or not eq:
             raise _bad_option(f"unknown model option {item!r}.")
@@ -64,7 +66,8 @@ def parse_model(model: str) -> ModelOptions:
     return ModelOptions(
         overshoot=values.get("overshoot", 0),
         die_after=values.get("die_after"),
-        no_usage=no_usage,
+        no_usage=flags["no_usage"],
+        no_done=flags["no_done"],
         fail=fail,
         slow_first_byte_ms=values.get("slow_first_byte_ms", 0),
     )

@@ -63,6 +63,6 @@ async def stream_generations(
             await writer.event(fmt.closing(index, generation.finish_reason))
         if usage is not None:
             await writer.event(fmt.usage(usage))
-        await writer.done()
+        await writer.done(marker=not call.options.no_done)
     finally:
         writer.close()

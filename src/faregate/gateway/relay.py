@@ -209,11 +209,10 @@ async def relay_once(ex: Exchange, send: Send) -> None:
         except orjson.JSONDecodeError:
             obj = None
     if not isinstance(obj, dict):
-        status = "client_disconnected" if ex.disconnected else "upstream_error"
-        usage = await ex.local_usage([]) if ex.prep.call.has_output else None
-        await ex.settle(usage, status)
-        if ex.disconnected:
+        if ex.disconnected:  # the client left: it pays for its prompt, as for a stream
+            await ex.settle(await ex.local_usage([]), "client_disconnected")
             return
+        await ex.settle(None, "upstream_error")  # nothing usable was delivered: no charge
         raise UpstreamError("The upstream model provider sent an invalid response.")
     usage = from_usage_object(ex.prep.call.endpoint, obj.get("usage"))
     if usage is None:
@@ -241,6 +240,10 @@ async def relay_stream(ex: Exchange, send: Send) -> None:
                 await send({"type": "http.response.body", "body": out, "more_body": True})
             if relay.done or ex.disconnected:
                 break
+        else:
+            # A clean end of stream without [DONE] (some servers omit it) is a normal end
+            # when every choice had finished.
+            relay.done = relay.finished and not ex.disconnected
     except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError):
         log.info("upstream stream ended abnormally", extra={"request_id": ex.request_id})
     finally:
@@ -271,6 +274,7 @@ class _StreamRelay:
         self.ex = ex
         self.call = ex.prep.call
         self.done = False
+        self.finished = False  # a choice reported its finish_reason
         self.held_usage_event: bytes | None = None
 
     def take(self, batch: list[bytes]) -> bytes:
@@ -308,6 +312,8 @@ class _StreamRelay:
             if not call.client_wants_usage:
                 del obj["usage"]
                 data = orjson.dumps(obj)
+        if b'"finish_reason":"' in data or b'"finish_reason": "' in data:
+            self.finished = True
         if not call.client_wants_usage and b'"usage":null' in data:
             data = data.replace(b',"usage":null', b"").replace(b'"usage":null,', b"")
         if ex.rename is not None:
