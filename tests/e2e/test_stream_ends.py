@@ -40,3 +40,16 @@ def test_broken_stream_ends_with_an_error_event(gw: Gateway) -> None:
     record = gw.record(key, resp.headers["x-request-id"])
     assert record["status"] == "upstream_error"
     assert record["completion_tokens"] >= 1 and record["usage_source"] == "local"
+
+
+def test_upstream_credential_errors_are_not_echoed(tmp_path_factory: pytest.TempPathFactory
+                                                   ) -> None:
+    with running_gateway(tmp_path_factory.mktemp("cred") / "fg",
+                         aliases={"locked": "faregate-dev:fail=401"}) as gw:
+        _, key = gw.user()
+        resp = gw.post("/v1/chat/completions", key,
+                       {"model": "locked", "messages": [{"role": "user", "content": "x"}]})
+        assert resp.status_code == 502
+        assert resp.json()["error"]["code"] == "upstream_error"
+        assert gw.no_record(key, resp.headers["x-request-id"]) or \
+            gw.record(key, resp.headers["x-request-id"])["charged_nano_usd"] == 0

@@ -175,14 +175,19 @@ async def call_upstream(ex: Exchange) -> aiohttp.ClientResponse:
 
 
 def _upstream_failure(status: int, detail: bytes) -> FaregateError:
-    message = None
-    try:
-        obj = orjson.loads(detail)
-        if isinstance(obj, dict) and isinstance(obj.get("error"), dict):
-            message = obj["error"].get("message")
-    except orjson.JSONDecodeError:
-        pass
+    """The client's view of an upstream's error. The upstream's own message is passed on only
+    for errors about the request itself; its credentials or limits are the operator's business."""
+    if status in (401, 403):
+        log.warning("upstream refused our credentials (HTTP %d): check its API key", status)
+        return UpstreamError("The upstream model provider refused the gateway's credentials.")
     if 400 <= status < 500 and status != 429:
+        message = None
+        try:
+            obj = orjson.loads(detail)
+            if isinstance(obj, dict) and isinstance(obj.get("error"), dict):
+                message = obj["error"].get("message")
+        except orjson.JSONDecodeError:
+            pass
         error: FaregateError = InvalidRequest(
             str(message or f"The upstream provider rejected the request (HTTP {status})."))
         error.status = status if status in (400, 404, 413, 422) else 400
