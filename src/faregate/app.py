@@ -17,7 +17,7 @@ from starlette.routing import Route
 
 from faregate.catalog.devmodels import ensure_dev_models
 from faregate.config import Settings, get_settings
-from faregate.db.engine import checkpoint_sqlite, create_engine, ping
+from faregate.db.engine import BACKGROUND_CHECKPOINT_S, checkpoint_sqlite, create_engine, ping
 from faregate.db.runner import Database
 from faregate.devmodel.app import create_devmodel_app
 from faregate.gateway.app import GatewayApp
@@ -126,9 +126,12 @@ class FaregateApp:
                  asyncio.create_task(_every(1.0, credits.maintain, "lease maintenance"),
                                      name="lease-maintenance")]
         if s.is_sqlite:
+            def checkpoint() -> Any:
+                return asyncio.to_thread(checkpoint_sqlite, engine)
+
             tasks.append(asyncio.create_task(
-                _every(1.0, lambda: asyncio.to_thread(checkpoint_sqlite, engine),
-                       "SQLite checkpoint"), name="sqlite-checkpoint"))
+                _every(BACKGROUND_CHECKPOINT_S, checkpoint, "SQLite checkpoint"),
+                name="sqlite-checkpoint"))
         if s.run_background_jobs:
             tasks.append(asyncio.create_task(run_jobs(db), name="background-jobs"))
         try:

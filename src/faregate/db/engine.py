@@ -21,9 +21,13 @@ def _sqlite_pragmas(*, background_checkpoints: bool) -> Any:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA cache_size=-65536")  # 64 MiB
         if background_checkpoints:
-            # The server checkpoints from a background task (checkpoint_sqlite), so no request
-            # waits for a commit that happens to copy the WAL into the database.
-            cursor.execute("PRAGMA wal_autocheckpoint=0")
+            # The server copies the WAL into the database from a background task every few
+            # milliseconds (checkpoint_sqlite), without blocking writers. A writer still
+            # checkpoints itself once the WAL passes WRITER_CHECKPOINT_PAGES, which lets the
+            # WAL start over (a passive checkpoint never catches up under continuous writes);
+            # by then little is left to copy, so the commit that does it waits only briefly.
+            cursor.execute(f"PRAGMA wal_autocheckpoint={WRITER_CHECKPOINT_PAGES}")
+            cursor.execute(f"PRAGMA journal_size_limit={WRITER_CHECKPOINT_PAGES * 4096 * 4}")
         cursor.close()
 
     return on_connect
@@ -65,12 +69,18 @@ def ping(engine: Engine) -> None:
         conn.exec_driver_sql("SELECT 1")
 
 
+WRITER_CHECKPOINT_PAGES = 4000  # 16 MB of 4 KiB pages
+BACKGROUND_CHECKPOINT_S = 0.02
+
+
 def checkpoint_sqlite(engine: Engine) -> None:
-    """Copy the WAL into the database without blocking writers (SQLite only)."""
-    if engine.dialect.name == "sqlite":
-        raw = engine.raw_connection()  # outside any transaction: a checkpoint cannot run in one
-        try:
-            raw.driver_connection.execute(  # type: ignore[union-attr]
-                "PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        finally:
-            raw.close()
+    """Copy what the WAL holds into the database without blocking writers (SQLite only)."""
+    if engine.dialect.name != "sqlite":
+        return
+    raw = engine.raw_connection()  # outside any transaction: a checkpoint cannot run in one
+    try:
+        driver = raw.driver_connection
+        assert driver is not None
+        driver.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    finally:
+        raw.close()
