@@ -252,24 +252,24 @@ async def relay_stream(ex: Exchange, send: Send) -> None:
     except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError):
         log.info("upstream stream ended abnormally", extra={"request_id": ex.request_id})
     finally:
-        if relay.done and not response.content.at_eof():
-            # Let the connection go back to the pool once the upstream's last bytes arrive.
-            asyncio.get_running_loop().create_task(_drain(response))
-        elif relay.done:
-            response.release()
+        if relay.done:
+            await _release_after_done(response)
         else:
             response.close()
     await _finish_stream(ex, send, relay.done, relay.held_usage_event)
 
 
-async def _drain(response: aiohttp.ClientResponse) -> None:
-    try:
-        async with asyncio.timeout(5):
-            await response.read()
-    except (aiohttp.ClientError, TimeoutError):
-        response.close()
-    finally:
-        response.release()
+async def _release_after_done(response: aiohttp.ClientResponse) -> None:
+    """Return the upstream connection to the pool. The end of the HTTP body usually arrives
+    right after [DONE]; an upstream that keeps the stream open loses its connection instead."""
+    if not response.content.at_eof():
+        try:
+            async with asyncio.timeout(0.05):
+                await response.read()
+        except (aiohttp.ClientError, TimeoutError):
+            response.close()
+            return
+    response.release()
 
 
 class _StreamRelay:
