@@ -63,7 +63,7 @@ class InsufficientQuota(FaregateError):
     type = "insufficient_quota"
     code = "insufficient_quota"
 
-    def __init__(self, message: str | None = None, **kwargs: object) -> None:
+    def __init__(self, message: str | None = None) -> None:
         super().__init__(
             message
             or "You exceeded your current quota, please check your plan and billing details.",

@@ -15,6 +15,8 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
+import sqlalchemy as sa
+
 from faregate.db.runner import Database
 from faregate.ledger import leases as lease_db
 from faregate.ledger.committer import SettlementCommitter
@@ -141,10 +143,9 @@ class CreditManager:
 
     async def _acquire(self, acct_id: int, lease_id: int | None, deficit: int,
                        ask: int) -> lease_db.LeaseGrant | None:
-        def run(conn: object) -> lease_db.LeaseGrant | None:
-            return lease_db.acquire(conn, acct_id=acct_id, lease_id=lease_id,  # type: ignore[arg-type]
-                                    owner=self.owner, deficit_nano=deficit, ask_nano=ask,
-                                    ttl_ms=self._ttl_ms)
+        def run(conn: sa.Connection) -> lease_db.LeaseGrant | None:
+            return lease_db.acquire(conn, acct_id=acct_id, lease_id=lease_id, owner=self.owner,
+                                    deficit_nano=deficit, ask_nano=ask, ttl_ms=self._ttl_ms)
         return await self._db.run(run)
 
     def _retire(self, st: _AccountState, lease: Lease) -> None:
@@ -249,6 +250,6 @@ class CreditManager:
         await self.committer.stop()
 
 
-def _release(conn: object, lease_id: int, acct_id: int, amount: int) -> bool:
-    return lease_db.release(conn, lease_id=lease_id, acct_id=acct_id,  # type: ignore[arg-type]
-                            amount_nano=amount, close=True)
+def _release(conn: sa.Connection, lease_id: int, acct_id: int, amount: int) -> bool:
+    return lease_db.release(conn, lease_id=lease_id, acct_id=acct_id, amount_nano=amount,
+                            close=True)
