@@ -64,6 +64,54 @@ class Settings(BaseSettings):
     max_request_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     auth_failures_per_minute: int = Field(default=60, ge=1)
 
+    # The address people reach Faregate at (links in emails); derived from host/port if unset.
+    public_url: str = ""
+    # Addresses (IPs or CIDR networks) of load balancers whose X-Forwarded-For/-Proto we trust.
+    trusted_proxies: list[str] = Field(default_factory=list)
+
+    # Accounts and sessions.
+    session_ttl_s: int = Field(default=14 * 86400, ge=60)
+    session_idle_s: int = Field(default=3 * 86400, ge=60)
+    password_min_length: int = Field(default=10, ge=8, le=128)
+    email_verify_ttl_s: int = Field(default=48 * 3600, ge=60)
+    password_reset_ttl_s: int = Field(default=3600, ge=60)
+    invitation_ttl_s: int = Field(default=7 * 86400, ge=60)
+    # Throttles: attempts per window (15 minutes for sign-in, one hour for the rest).
+    sign_in_attempts_per_account: int = Field(default=10, ge=1)
+    sign_in_attempts_per_ip: int = Field(default=50, ge=1)
+    sign_ups_per_ip_per_hour: int = Field(default=20, ge=1)
+    password_resets_per_account_per_hour: int = Field(default=5, ge=1)
+    password_resets_per_ip_per_hour: int = Field(default=20, ge=1)
+
+    # Email: "outbox" writes each message to data_dir/outbox/email.jsonl; "smtp" sends it.
+    email_sender: Literal["outbox", "smtp"] = "outbox"
+    email_from: str = "Faregate <no-reply@faregate.localhost>"
+    smtp_host: str = ""
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = True
+
+    # SMS: "outbox" writes each message to data_dir/outbox/sms.jsonl; "twilio" sends it.
+    sms_sender: Literal["outbox", "twilio"] = "outbox"
+    twilio_account_sid: str | None = None
+    twilio_auth_token: SecretStr | None = None
+    twilio_from: str | None = None
+
+    # Phone verification.
+    require_phone_for_keys: bool = True
+    phone_allowed_types: list[str] = Field(
+        default_factory=lambda: ["MOBILE", "FIXED_LINE_OR_MOBILE"])
+    phone_allowed_countries: list[str] | None = None
+    phone_blocked_countries: list[str] = Field(default_factory=list)
+    phone_max_accounts: int = Field(default=3, ge=1)
+    phone_code_ttl_s: int = Field(default=600, ge=60)
+    phone_code_max_attempts: int = Field(default=5, ge=1)
+    phone_resend_cooldown_s: int = Field(default=60, ge=0)
+    phone_codes_per_number_per_hour: int = Field(default=5, ge=1)
+    phone_codes_per_account_per_hour: int = Field(default=5, ge=1)
+    phone_codes_per_ip_per_hour: int = Field(default=20, ge=1)
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -107,8 +155,18 @@ class Settings(BaseSettings):
             return value.get_secret_value().encode()
         return load_or_create_secret(self.resolved_data_dir / "secrets" / name)
 
+    @property
+    def resolved_public_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "", "::") else self.host  # noqa: S104
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
     def public_dict(self) -> dict[str, Any]:
-        return self.model_dump(exclude={"session_secret", "key_pepper", "encryption_key"})
+        return self.model_dump(exclude={"session_secret", "key_pepper", "encryption_key",
+                                        "smtp_password", "twilio_auth_token"})
 
 
 def get_settings(**overrides: Any) -> Settings:

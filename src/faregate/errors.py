@@ -49,6 +49,14 @@ class AuthenticationFailed(FaregateError):
     code = "invalid_api_key"
 
 
+class PermissionDenied(FaregateError):
+    """Signed in and a member, but the role or key does not allow this."""
+
+    status = 403
+    type = "invalid_request_error"
+    code = "permission_denied"
+
+
 class NotFound(FaregateError):
     status = 404
     type = "invalid_request_error"

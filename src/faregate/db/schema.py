@@ -47,12 +47,132 @@ organizations = sa.Table(
     sa.Column("created_at", Now, nullable=False),
 )
 
+# `organization_id` is the user's personal organization; memberships list every organization a
+# user belongs to. A user made by the operator CLI has no password until they reset it.
 users = sa.Table(
     "users", metadata,
     sa.Column("id", sa.String(40), primary_key=True),
     sa.Column("email", sa.String(320), nullable=False, unique=True),
     sa.Column("organization_id", sa.String(40), sa.ForeignKey("organizations.id"), nullable=False),
     sa.Column("created_at", Now, nullable=False),
+    sa.Column("password_hash", sa.String(200), nullable=True),
+    sa.Column("password_changed_at", Now, nullable=True),
+    sa.Column("email_verified_at", Now, nullable=True),
+    # The verified phone number, as an HMAC (to count accounts per number) and a masked form
+    # to show; the number itself is not kept.
+    sa.Column("phone_hash", sa.String(64), nullable=True, index=True),
+    sa.Column("phone_masked", sa.String(32), nullable=True),
+    sa.Column("phone_verified_at", Now, nullable=True),
+    sa.Column("locale", sa.String(16), nullable=True),
+)
+
+memberships = sa.Table(
+    "memberships", metadata,
+    sa.Column("organization_id", sa.String(40), sa.ForeignKey("organizations.id"),
+              primary_key=True),
+    sa.Column("user_id", sa.String(40), sa.ForeignKey("users.id"), primary_key=True, index=True),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("created_at", Now, nullable=False),
+    sa.CheckConstraint("role IN ('owner', 'member')", name="role"),
+)
+
+invitations = sa.Table(
+    "invitations", metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("organization_id", sa.String(40), sa.ForeignKey("organizations.id"), nullable=False,
+              index=True),
+    sa.Column("email", sa.String(320), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("invited_by", sa.String(40), sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("created_at", Now, nullable=False),
+    sa.Column("expires_at", Now, nullable=False),
+    sa.Column("accepted_at", Now, nullable=True),
+    sa.Column("revoked_at", Now, nullable=True),
+    sa.CheckConstraint("role IN ('owner', 'member')", name="role"),
+)
+
+projects = sa.Table(
+    "projects", metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("organization_id", sa.String(40), sa.ForeignKey("organizations.id"), nullable=False,
+              index=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("is_default", sa.Boolean, nullable=False),
+    sa.Column("created_at", Now, nullable=False),
+    sa.Column("archived_at", Now, nullable=True),
+)
+
+# Browser sessions. The cookie carries a random token; only its hash is stored.
+sessions = sa.Table(
+    "sessions", metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("user_id", sa.String(40), sa.ForeignKey("users.id"), nullable=False, index=True),
+    sa.Column("created_at", Now, nullable=False),
+    sa.Column("expires_at", Now, nullable=False),
+    sa.Column("last_seen_at", Now, nullable=False),
+    sa.Column("ip", sa.String(64), nullable=True),
+    sa.Column("user_agent", sa.String(300), nullable=True),
+    sa.Column("revoked_at", Now, nullable=True),
+)
+
+# Single-use links sent by email (verify the address, reset the password); only hashes stored.
+email_tokens = sa.Table(
+    "email_tokens", metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column("user_id", sa.String(40), sa.ForeignKey("users.id"), nullable=False, index=True),
+    sa.Column("purpose", sa.String(16), nullable=False),
+    sa.Column("email", sa.String(320), nullable=False),
+    sa.Column("created_at", Now, nullable=False),
+    sa.Column("expires_at", Now, nullable=False),
+    sa.Column("used_at", Now, nullable=True),
+    sa.CheckConstraint("purpose IN ('verify', 'reset')", name="purpose"),
+)
+
+# SMS codes: the code is kept only as an HMAC with the server's pepper.
+phone_codes = sa.Table(
+    "phone_codes", metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("user_id", sa.String(40), sa.ForeignKey("users.id"), nullable=False, index=True),
+    sa.Column("phone_hash", sa.String(64), nullable=False, index=True),
+    sa.Column("phone_masked", sa.String(32), nullable=False),
+    sa.Column("code_hmac", sa.String(64), nullable=False),
+    sa.Column("ip", sa.String(64), nullable=True, index=True),
+    sa.Column("created_at", Now, nullable=False),
+    sa.Column("expires_at", Now, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("verified_at", Now, nullable=True),
+    sa.Column("superseded_at", Now, nullable=True),
+)
+
+# The append-only audit trail of security-relevant (later: billing and operator) events.
+audit_events = sa.Table(
+    "audit_events", metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+              autoincrement=True),
+    sa.Column("created_at", Now, nullable=False),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("target", sa.String(200), nullable=True),
+    sa.Column("organization_id", sa.String(40), nullable=True),
+    sa.Column("ip", sa.String(64), nullable=True),
+    sa.Column("detail", sa.Text, nullable=True),
+    sa.Index("ix_audit_events_org_created", "organization_id", "created_at"),
+    sa.Index("ix_audit_events_actor_created", "actor", "created_at"),
+)
+
+# Attempts counted for throttling (sign-in, sign-up, resets, codes), shared by every process.
+# `subject` is a hash of what is counted (an email, an IP address), never the value itself.
+throttle_events = sa.Table(
+    "throttle_events", metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+              autoincrement=True),
+    sa.Column("scope", sa.String(40), nullable=False),
+    sa.Column("subject", sa.String(64), nullable=False),
+    sa.Column("at_ms", sa.BigInteger, nullable=False),
+    sa.Index("ix_throttle_events_lookup", "scope", "subject", "at_ms"),
+    sa.Index("ix_throttle_events_at_ms", "at_ms"),
 )
 
 # Every account is one side of transfers. A guarded account's posted debits plus what is held
@@ -151,6 +271,20 @@ api_keys = sa.Table(
     sa.Column("redacted", sa.String(40), nullable=False),
     sa.Column("created_at", Now, nullable=False),
     sa.Column("revoked_at", Now, nullable=True),
+    sa.Column("project_id", sa.String(40), sa.ForeignKey("projects.id"), nullable=True,
+              index=True),
+    sa.Column("kind", sa.String(16), nullable=False, server_default="project"),
+    # all | restricted (to `scopes`, comma-separated endpoint groups) | read_only
+    sa.Column("permissions", sa.String(16), nullable=False, server_default="all"),
+    sa.Column("scopes", sa.String(200), nullable=True),
+    sa.Column("expires_at", Now, nullable=True),
+    sa.Column("spend_limit_nano", Money, nullable=True),
+    sa.Column("spend_limit_period", sa.String(8), nullable=True),
+    sa.Column("last_used_at", Now, nullable=True),
+    sa.CheckConstraint("kind IN ('project', 'admin', 'service')", name="kind"),
+    sa.CheckConstraint("permissions IN ('all', 'restricted', 'read_only')", name="permissions"),
+    sa.CheckConstraint("spend_limit_nano IS NULL OR (spend_limit_nano > 0 AND "
+                       "spend_limit_period IN ('day', 'week', 'month'))", name="spend_limit"),
 )
 
 models = sa.Table(

@@ -47,3 +47,15 @@ class Cipher:
             return self._fernet.decrypt(token.encode("ascii")).decode()
         except InvalidToken as exc:
             raise ValueError("stored credential cannot be decrypted with this key") from exc
+
+
+def new_token(nbytes: int = 32) -> str:
+    """A random URL-safe token (session cookies, email links, invitations)."""
+    return secrets.token_urlsafe(nbytes)
+
+
+def keyed_hash(secret: bytes, value: str, *, purpose: str) -> str:
+    """HMAC-SHA256 of `value` under `secret`, separated by `purpose`; the stored form of tokens,
+    codes and identifiers we must recognise but not reveal."""
+    return hmac.new(secret, f"{purpose}\x00{value}".encode("utf-8", "surrogatepass"),
+                    hashlib.sha256).hexdigest()

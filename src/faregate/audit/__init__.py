@@ -1,0 +1,1 @@
+"""The append-only audit trail of security-relevant, billing and operator events."""

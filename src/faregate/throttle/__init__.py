@@ -1,0 +1,1 @@
+"""Attempt counting for throttles, in the database so every process shares it."""
