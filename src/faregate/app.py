@@ -10,11 +10,12 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from starlette.applications import Starlette
+from fastapi import APIRouter, FastAPI
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse
-from starlette.routing import Route
 
+from faregate.api.app import create_web
+from faregate.api.context import ApiContext
 from faregate.catalog.devmodels import ensure_dev_models
 from faregate.config import Settings, get_settings
 from faregate.db.engine import BACKGROUND_CHECKPOINT_S, checkpoint_sqlite, create_engine, ping
@@ -27,6 +28,8 @@ from faregate.gateway.catalog_cache import CatalogCache
 from faregate.gateway.state import GatewayState
 from faregate.kit.crypto import Cipher
 from faregate.ledger.leasing import CreditManager
+from faregate.notify.email import EmailSender, email_sender_from
+from faregate.phone.sms import SmsSender, sms_sender_from
 from faregate.upstream.client import create_session
 from faregate.worker.jobs import run_jobs
 
@@ -77,8 +80,10 @@ class FaregateApp:
         self.state: GatewayState | None = None
         self.gateway: GatewayApp | None = None
         self.devmodel = create_devmodel_app(settings.dev_model_token_latency_ms)
-        self.web = Starlette(routes=[Route("/", self.index), Route("/healthz", self.healthz)],
-                             lifespan=self.lifespan)
+        pages = APIRouter(include_in_schema=False)
+        pages.add_api_route("/", self.index, methods=["GET"])
+        pages.add_api_route("/healthz", self.healthz, methods=["GET"])
+        self.web = create_web(self.lifespan, [pages])
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -106,7 +111,7 @@ class FaregateApp:
         return JSONResponse({"status": "ok"})
 
     @contextlib.asynccontextmanager
-    async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
+    async def lifespan(self, _app: FastAPI) -> AsyncIterator[None]:
         s = self.settings
         engine = create_engine(s.resolved_database_url, background_checkpoints=True)
         ping(engine)
@@ -122,6 +127,8 @@ class FaregateApp:
                                 failures_per_minute=s.auth_failures_per_minute)
         self.state = GatewayState(s, db, credits, session, auth, catalog)
         self.gateway = GatewayApp(self.state)
+        self.web.state.ctx = ApiContext(s, db, email_sender(s), sms_sender(s),
+                                        s.secret("session_secret"), s.secret("key_pepper"))
         tasks = [asyncio.create_task(catalog.run(), name="catalog-reload"),
                  asyncio.create_task(_every(1.0, credits.maintain, "lease maintenance"),
                                      name="lease-maintenance")]
@@ -145,6 +152,22 @@ class FaregateApp:
             self.gateway = None
             self.state = None
             db.close()
+
+
+def email_sender(s: Settings) -> EmailSender:
+    return email_sender_from(
+        s.email_sender, data_dir=s.resolved_data_dir, sender=s.email_from,
+        smtp_host=s.smtp_host, smtp_port=s.smtp_port, smtp_username=s.smtp_username,
+        smtp_password=s.smtp_password.get_secret_value() if s.smtp_password else None,
+        smtp_starttls=s.smtp_starttls)
+
+
+def sms_sender(s: Settings) -> SmsSender:
+    return sms_sender_from(
+        s.sms_sender, outbox_dir=s.resolved_data_dir / "outbox",
+        twilio_account_sid=s.twilio_account_sid,
+        twilio_auth_token=s.twilio_auth_token.get_secret_value() if s.twilio_auth_token else None,
+        twilio_from=s.twilio_from)
 
 
 def create_app(settings: Settings | None = None) -> FaregateApp:

@@ -160,3 +160,29 @@ class PhonePolicy:
         e164 = parse_phone(raw, default_region)
         self.check(e164)
         return e164
+
+
+_TYPE_NAMES: dict[str, int] = {
+    name: getattr(PhoneNumberType, name)
+    for name in ("FIXED_LINE", "MOBILE", "FIXED_LINE_OR_MOBILE", "TOLL_FREE", "PREMIUM_RATE",
+                 "SHARED_COST", "VOIP", "PERSONAL_NUMBER", "PAGER", "UAN", "VOICEMAIL",
+                 "UNKNOWN")
+}
+
+
+def policy_from_names(types: list[str], allowed_countries: list[str] | None = None,
+                      blocked_countries: list[str] | None = None) -> PhonePolicy:
+    """A PhonePolicy from settings: type names as in phonenumbers ("MOBILE",
+    "FIXED_LINE_OR_MOBILE", case-insensitive). An unknown name raises ValueError."""
+    kinds: set[int] = set()
+    for name in types:
+        key = name.strip().upper()
+        if key not in _TYPE_NAMES:
+            known = ", ".join(sorted(_TYPE_NAMES))
+            raise ValueError(f"unknown phone number type {name!r}; known types: {known}")
+        kinds.add(_TYPE_NAMES[key])
+    return PhonePolicy(
+        allowed_types=frozenset(kinds),
+        allowed_countries=None if allowed_countries is None else frozenset(allowed_countries),
+        blocked_countries=frozenset(blocked_countries or ()),
+    )

@@ -1,0 +1,7 @@
+"""/api endpoints: phone."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter()
