@@ -25,6 +25,7 @@ from faregate.gateway.app import GatewayApp
 from faregate.gateway.asgi_io import Receive, Scope, Send
 from faregate.gateway.auth import KeyAuthenticator
 from faregate.gateway.catalog_cache import CatalogCache
+from faregate.gateway.limits import LimitAccounts
 from faregate.gateway.state import GatewayState
 from faregate.kit.crypto import Cipher
 from faregate.ledger.leasing import CreditManager
@@ -125,13 +126,15 @@ class FaregateApp:
         session = create_session()
         auth = KeyAuthenticator(db, s.secret("key_pepper"), ttl_s=s.key_cache_ttl_s,
                                 failures_per_minute=s.auth_failures_per_minute)
-        self.state = GatewayState(s, db, credits, session, auth, catalog)
+        self.state = GatewayState(s, db, credits, session, auth, catalog, LimitAccounts(db))
         self.gateway = GatewayApp(self.state)
         self.web.state.ctx = ApiContext(s, db, email_sender(s), sms_sender(s),
                                         s.secret("session_secret"), s.secret("key_pepper"))
         tasks = [asyncio.create_task(catalog.run(), name="catalog-reload"),
                  asyncio.create_task(_every(1.0, credits.maintain, "lease maintenance"),
-                                     name="lease-maintenance")]
+                                     name="lease-maintenance"),
+                 asyncio.create_task(_every(5.0, auth.flush_last_used, "key last-used"),
+                                     name="key-last-used")]
         if s.is_sqlite:
             def checkpoint() -> Any:
                 return asyncio.to_thread(checkpoint_sqlite, engine)
@@ -148,6 +151,7 @@ class FaregateApp:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await credits.close()  # commit pending settlements, return every lease
+            await auth.flush_last_used()
             await session.close()
             self.gateway = None
             self.state = None

@@ -71,10 +71,11 @@ class InsufficientQuota(FaregateError):
     type = "insufficient_quota"
     code = "insufficient_quota"
 
-    def __init__(self, message: str | None = None) -> None:
+    def __init__(self, message: str | None = None, *, code: str = "insufficient_quota") -> None:
         super().__init__(
             message
             or "You exceeded your current quota, please check your plan and billing details.",
+            code=code,
             headers={"x-should-retry": "false"},
         )
 

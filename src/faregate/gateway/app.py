@@ -8,8 +8,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from faregate.api_keys.scopes import ENDPOINT_SCOPE
+from faregate.api_keys.service import Principal
 from faregate.db.schema import usage_records
-from faregate.errors import FaregateError, NotFound
+from faregate.errors import AuthenticationFailed, FaregateError, NotFound
 from faregate.gateway.asgi_io import (
     ClientGone,
     Receive,
@@ -81,6 +83,8 @@ class GatewayApp:
         client = scope.get("client")
         principal = await gw.auth.authenticate(header(scope, b"authorization"),
                                                client[0] if client else "")
+        _check_scope(principal, endpoint or ("requests" if path.startswith("/v1/faregate/")
+                                             else "models"))
         if endpoint is None:
             await self._get(path, principal.organization_id, send, headers)
             return
@@ -124,6 +128,19 @@ class GatewayApp:
                 return
         raise NotFound(f"The model `{wanted}` does not exist or you do not have access to it.",
                        param="model", code="model_not_found")
+
+
+def _check_scope(principal: Principal, endpoint: str) -> None:
+    if principal.kind == "admin":
+        raise AuthenticationFailed(
+            "Admin keys read the organization's usage and costs; they cannot make model "
+            "requests. Use a project key.", code=None)
+    if principal.scopes is not None:
+        needed = ENDPOINT_SCOPE[endpoint]
+        if needed not in principal.scopes:
+            raise AuthenticationFailed(
+                "You have insufficient permissions for this operation. Missing scopes: "
+                f"{needed}. Check that your API key has the necessary scopes.", code=None)
 
 
 def _usage_of(conn: sa.Connection, rid: str, org_id: str) -> dict[str, Any] | None:

@@ -5,9 +5,10 @@ every process. Unknown keys are cached too, and failures are throttled per clien
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 
-from faregate.api_keys.service import Principal, find_principal
+from faregate.api_keys.service import Principal, find_principal, mark_used
 from faregate.db.runner import Database
 from faregate.errors import AuthenticationFailed, RateLimited
 from faregate.kit.crypto import hash_api_key, looks_like_api_key
@@ -30,6 +31,7 @@ class KeyAuthenticator:
         self._cache: dict[str, tuple[Principal | None, float]] = {}
         self._failures: dict[str, tuple[int, float]] = {}
         self._failures_per_minute = failures_per_minute
+        self.last_used: dict[str, float] = {}
 
     async def authenticate(self, authorization: str | None, client_ip: str) -> Principal:
         if not authorization:
@@ -44,7 +46,22 @@ class KeyAuthenticator:
             self._record_failure(client_ip)
             raise AuthenticationFailed(f"Incorrect API key provided: {_redact(key)}. You can "
                                        "find your API key in the dashboard.")
+        now = time.time()
+        if principal.expires_at is not None and now >= principal.expires_at:
+            expired = dt.datetime.fromtimestamp(principal.expires_at, dt.UTC)
+            raise AuthenticationFailed(
+                f"The API key {_redact(key)} expired on {expired:%Y-%m-%d %H:%M} UTC. Create a "
+                "new key in the dashboard.", code="api_key_expired")
+        self.last_used[principal.key_id] = now
         return principal
+
+    async def flush_last_used(self) -> None:
+        """Write when keys were last used (every few seconds, never on the request path)."""
+        if not self.last_used:
+            return
+        used, self.last_used = self.last_used, {}
+        stamps = {k: dt.datetime.fromtimestamp(v, dt.UTC) for k, v in used.items()}
+        await self._db.run(mark_used, stamps)
 
     async def _lookup(self, key: str, client_ip: str) -> Principal | None:
         digest = hash_api_key(key, self._pepper)

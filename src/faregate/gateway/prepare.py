@@ -10,9 +10,11 @@ import orjson
 from faregate.api_keys.service import Principal
 from faregate.catalog.service import ModelInfo, Route
 from faregate.errors import InsufficientQuota, InvalidRequest, ModelNotFound
+from faregate.gateway.limits import limit_reached
 from faregate.gateway.parse import Call
 from faregate.gateway.state import GatewayState
-from faregate.ledger.leasing import Reservation
+from faregate.ledger.leasing import Reservation, Shortfall
+from faregate.ledger.limits import LimitWindow
 from faregate.pricing.cost import Price, cost, max_tokens_within, reservation
 
 _KIND_OF_ENDPOINT = {"chat": "chat", "completions": "chat", "responses": "chat",
@@ -70,9 +72,17 @@ async def prepare(gw: GatewayState, call: Call, principal: Principal,
         want, need = reservation(price, prompt_bound, limit, call.n, margin)
     else:
         want = need = cost(price, prompt_bound, 0, 0)
-    res = await gw.credits.reserve(principal.acct_id, want, need)
-    if res is None:
-        raise InsufficientQuota()
+    period: LimitWindow | None = None
+    if principal.spend_limit_nano is None:
+        res = await gw.credits.reserve(principal.acct_id, want, need)
+        if res is None:
+            raise InsufficientQuota()
+    else:
+        limit_acct, period = await gw.limits.account_for(principal)
+        got = await gw.credits.reserve_joint((principal.acct_id, limit_acct), want, need)
+        if isinstance(got, Shortfall):
+            raise InsufficientQuota() if got.index == 0 else limit_reached(principal, period)
+        res = got
     lowered: int | None = None
     changed = False
     if call.has_output:
@@ -80,6 +90,8 @@ async def prepare(gw: GatewayState, call: Call, principal: Principal,
             fits = max_tokens_within(price, res.amount_nano, prompt_bound, call.n, margin, limit)
             if fits < 1:
                 gw.credits.release(res)
+                if period is not None and res.limited_by > 0:
+                    raise limit_reached(principal, period)
                 raise InsufficientQuota()
             lowered = limit = fits
         if limit != call.max_tokens:

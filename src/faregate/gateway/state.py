@@ -10,6 +10,7 @@ from faregate.config import Settings
 from faregate.db.runner import Database
 from faregate.gateway.auth import KeyAuthenticator
 from faregate.gateway.catalog_cache import CatalogCache
+from faregate.gateway.limits import LimitAccounts
 from faregate.ledger.leasing import CreditManager
 
 
@@ -21,3 +22,4 @@ class GatewayState:
     session: aiohttp.ClientSession
     auth: KeyAuthenticator
     catalog: CatalogCache
+    limits: LimitAccounts

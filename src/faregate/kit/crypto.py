@@ -10,11 +10,12 @@ import secrets
 from cryptography.fernet import Fernet, InvalidToken
 
 KEY_PREFIX = "sk-fg-"
+ADMIN_KEY_PREFIX = "sk-fg-admin-"
 _KEY_RANDOM_BYTES = 32  # 256 bits
 
 
-def generate_api_key() -> str:
-    return KEY_PREFIX + base64.urlsafe_b64encode(secrets.token_bytes(_KEY_RANDOM_BYTES)).decode(
+def generate_api_key(prefix: str = KEY_PREFIX) -> str:
+    return prefix + base64.urlsafe_b64encode(secrets.token_bytes(_KEY_RANDOM_BYTES)).decode(
         "ascii"
     ).rstrip("=")
 
@@ -25,11 +26,12 @@ def hash_api_key(key: str, pepper: bytes) -> str:
 
 
 def redact_api_key(key: str) -> str:
-    return f"{key[: len(KEY_PREFIX) + 3]}...{key[-4:]}"
+    prefix = ADMIN_KEY_PREFIX if key.startswith(ADMIN_KEY_PREFIX) else KEY_PREFIX
+    return f"{key[: len(prefix) + 3]}...{key[-4:]}"
 
 
 def looks_like_api_key(key: str) -> bool:
-    return key.startswith(KEY_PREFIX) and 40 <= len(key) <= 64
+    return key.startswith(KEY_PREFIX) and 40 <= len(key) <= 72
 
 
 class Cipher:

@@ -8,6 +8,7 @@ requests on one event loop can never reserve the same nano-dollar twice."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -20,7 +21,7 @@ import sqlalchemy as sa
 from faregate.db.runner import Database
 from faregate.ledger import leases as lease_db
 from faregate.ledger.committer import SettlementCommitter
-from faregate.ledger.settlement import BatchOutcome, Settlement, UsageFacts
+from faregate.ledger.settlement import BatchOutcome, LimitPart, Settlement, UsageFacts
 
 log = logging.getLogger("faregate.ledger")
 
@@ -56,6 +57,18 @@ class Reservation:
     lease: Lease | None  # None for a request that reserved nothing (a free model)
     amount_nano: int
     settled: bool = False
+    # The same amount reserved from each spend-limit account the request counts against.
+    limit_leases: tuple[Lease, ...] = ()
+    # When less than wanted was reserved: which account (0 = the balance) had the least.
+    limited_by: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Shortfall:
+    """A joint reservation failed: `index` is the account (0 = the balance, 1.. = the limits,
+    in the order given) that could not provide what the request needs."""
+
+    index: int
 
 
 class CreditManager:
@@ -116,6 +129,56 @@ class CreditManager:
             self.running += 1
             return Reservation(acct_id, lease, take)
 
+    async def reserve_joint(self, acct_ids: tuple[int, ...], want_nano: int,
+                            need_nano: int) -> Reservation | Shortfall:
+        """Reserve the same amount from the balance (`acct_ids[0]`) and from every spend-limit
+        account after it, all or nothing: `want_nano`, or the most all of them have that is at
+        least `need_nano`."""
+        if len(acct_ids) == 1:
+            res = await self.reserve(acct_ids[0], want_nano, need_nano)
+            return res if res is not None else Shortfall(0)
+        if want_nano <= 0:
+            self.running += 1
+            return Reservation(acct_ids[0], None, 0)
+        fast = [self._live_lease(a) for a in acct_ids]
+        if all(x is not None and x.free >= want_nano for x in fast):
+            return self._take([x for x in fast if x is not None], want_nano)
+        states = [self._accounts.setdefault(a, _AccountState()) for a in acct_ids]
+        async with contextlib.AsyncExitStack() as stack:
+            for a in sorted(set(acct_ids)):  # one global order: no deadlock between requests
+                await stack.enter_async_context(self._accounts[a].lock)
+            leases: list[Lease | None] = []
+            for acct_id, st in zip(acct_ids, states, strict=True):
+                lease = self._live_lease(acct_id)
+                if (lease is None or lease.free < want_nano) and \
+                        time.monotonic() >= st.exhausted_until:
+                    lease = await self._grow(acct_id, st, want_nano)
+                leases.append(lease)
+            free = [x.free if x is not None else 0 for x in leases]
+            for st, room in zip(states, free, strict=True):
+                if room < want_nano:
+                    st.exhausted_until = time.monotonic() + EXHAUSTED_RECHECK_S
+            take = min(want_nano, *free)
+            if take < need_nano or take <= 0:
+                return Shortfall(free.index(min(free)))
+            res = self._take([x for x in leases if x is not None], take)
+            res.limited_by = free.index(min(free)) if take < want_nano else 0
+            return res
+
+    def _live_lease(self, acct_id: int) -> Lease | None:
+        st = self._accounts.get(acct_id)
+        if st is None or st.lease is None or st.lease.gone:
+            return None
+        return st.lease
+
+    def _take(self, leases: list[Lease], amount: int) -> Reservation:
+        now = time.monotonic()
+        for lease in leases:
+            lease.reserved += amount
+            self._accounts[lease.acct_id].last_active = now
+        self.running += 1
+        return Reservation(leases[0].acct_id, leases[0], amount, limit_leases=tuple(leases[1:]))
+
     async def _grow(self, acct_id: int, st: _AccountState, want: int) -> Lease | None:
         lease = st.lease if st.lease is not None and not st.lease.gone else None
         free = lease.free if lease is not None else 0
@@ -161,6 +224,8 @@ class CreditManager:
             self.running -= 1
             if res.lease is not None:
                 res.lease.reserved -= res.amount_nano
+            for lease in res.limit_leases:
+                lease.reserved -= res.amount_nano
 
     async def settle(self, res: Reservation, cost_nano: int, usage: UsageFacts) -> Settlement:
         """Post the actual cost; returns once the settlement is durable."""
@@ -172,9 +237,15 @@ class CreditManager:
         if lease is not None:
             lease.reserved -= res.amount_nano
             from_lease = 0 if lease.gone else min(cost_nano, max(0, lease.free))
+            for limit in res.limit_leases:
+                limit.reserved -= res.amount_nano
+                from_lease = 0 if limit.gone else min(from_lease, max(0, limit.free))
             lease.pending += from_lease
+            for limit in res.limit_leases:
+                limit.pending += from_lease
         item = Settlement(acct_id=res.acct_id, lease_id=lease.id if lease else None,
-                          cost_nano=cost_nano, from_lease_nano=from_lease, usage=usage)
+                          cost_nano=cost_nano, from_lease_nano=from_lease, usage=usage,
+                          limits=tuple(LimitPart(x.acct_id, x.id) for x in res.limit_leases))
         await self.committer.submit(item)
         return item
 
@@ -185,12 +256,13 @@ class CreditManager:
                 leases_by_id[st.lease.id] = st.lease
         leases_by_id.update(self._old)
         for item in items:
-            lease = leases_by_id.get(item.lease_id) if item.lease_id is not None else None
-            if lease is None:
-                continue
-            lease.pending -= item.from_lease_nano
-            if item.lease_id in outcome.lease_deducted:
-                lease.leased -= item.from_lease_nano
+            for lease_id in (item.lease_id, *(p.lease_id for p in item.limits)):
+                lease = leases_by_id.get(lease_id) if lease_id is not None else None
+                if lease is None:
+                    continue
+                lease.pending -= item.from_lease_nano
+                if lease_id in outcome.lease_deducted:
+                    lease.leased -= item.from_lease_nano
         for lease_id in outcome.leases_gone:
             gone = leases_by_id.get(lease_id)
             if gone is not None:

@@ -22,6 +22,7 @@ import sqlalchemy as sa
 
 from faregate.db.schema import accounts
 from faregate.ledger.accounts import REVENUE, WRITEOFF, account_id, lock_available
+from faregate.ledger.limits import LIMITS
 
 
 @dataclass(slots=True)
@@ -41,17 +42,28 @@ class UsageFacts:
     latency_ms: int
 
 
+@dataclass(frozen=True, slots=True)
+class LimitPart:
+    """A spend-limit account a request counts against, and the lease it reserved from."""
+
+    acct_id: int
+    lease_id: int
+
+
 @dataclass(slots=True)
 class Settlement:
     """One request's settlement. `from_lease_nano` is the part of the cost the process had
     covered by its lease in memory; the rest is charged from the account's available balance,
-    and what that cannot cover is written off."""
+    and what that cannot cover is written off. A request under spend limits is charged no
+    more than every limit account can also cover, and each limit is debited the same charge;
+    `from_lease_nano` is then covered by each of the limits' leases too."""
 
     acct_id: int
     lease_id: int | None
     cost_nano: int
     from_lease_nano: int
     usage: UsageFacts
+    limits: tuple[LimitPart, ...] = ()
     charged_nano: int = 0
     writeoff_nano: int = 0
     settled_at: dt.datetime | None = None
@@ -67,10 +79,12 @@ class BatchOutcome:
 class SystemAccounts:
     revenue: int
     writeoff: int
+    limits: int
 
     @classmethod
     def load(cls, conn: sa.Connection) -> SystemAccounts:
-        return cls(account_id(conn, REVENUE), account_id(conn, WRITEOFF))
+        return cls(account_id(conn, REVENUE), account_id(conn, WRITEOFF),
+                   account_id(conn, LIMITS))
 
 
 def _values(n: int) -> str:
@@ -110,6 +124,9 @@ def _deduct_leases(conn: sa.Connection, items: Sequence[Settlement], out: BatchO
         if item.lease_id is not None and item.from_lease_nano:
             per_lease[item.lease_id] += item.from_lease_nano
             acct_of[item.lease_id] = item.acct_id
+            for part in item.limits:
+                per_lease[part.lease_id] += item.from_lease_nano
+                acct_of[part.lease_id] = part.acct_id
     if not per_lease:
         return
     ordered = sorted(per_lease.items())
@@ -132,11 +149,16 @@ def _deduct_leases(conn: sa.Connection, items: Sequence[Settlement], out: BatchO
 def _charge_rest(conn: sa.Connection, items: Sequence[Settlement], out: BatchOutcome) -> None:
     """Charge what leases did not cover from available balance, capped; write off the rest."""
     by_acct: dict[int, list[Settlement]] = defaultdict(list)
+    limited: list[Settlement] = []
     for item in items:
         covered = item.from_lease_nano if item.lease_id in out.lease_deducted else 0
         item.charged_nano = covered
-        if item.cost_nano > covered:
+        if item.limits:
+            limited.append(item)
+        elif item.cost_nano > covered:
             by_acct[item.acct_id].append(item)
+    if limited:
+        _charge_limited(conn, limited, out)
     for acct in sorted(by_acct):
         available = max(0, lock_available(conn, acct))
         taken = 0
@@ -157,6 +179,43 @@ def _charge_rest(conn: sa.Connection, items: Sequence[Settlement], out: BatchOut
         item.writeoff_nano = item.cost_nano - item.charged_nano
 
 
+def _charge_limited(conn: sa.Connection, items: Sequence[Settlement], out: BatchOutcome) -> None:
+    """Requests under spend limits: each is charged the most that its balance and every one of
+    its limit accounts can cover (what their leases covered, plus available room), and every
+    one of those accounts is debited exactly that charge."""
+    available: dict[int, int] = {}
+    net: dict[int, int] = defaultdict(int)  # debits still to add (+) or give back (-)
+
+    def room(acct: int) -> int:
+        if acct not in available:
+            available[acct] = max(0, lock_available(conn, acct))
+        return available[acct] - max(0, net[acct])
+
+    for item in items:
+        parts = [(item.acct_id, item.lease_id), *((p.acct_id, p.lease_id) for p in item.limits)]
+        covered = [item.from_lease_nano if lease in out.lease_deducted else 0
+                   for _, lease in parts]
+        charged = item.cost_nano
+        for (acct, _), cov in zip(parts, covered, strict=True):
+            if cov < charged:
+                charged = min(charged, cov + room(acct))
+        for (acct, _), cov in zip(parts, covered, strict=True):
+            net[acct] += charged - cov
+        item.charged_nano = charged
+    for acct, delta in sorted(net.items()):
+        if delta > 0:
+            done = conn.execute(
+                accounts.update()
+                .where(accounts.c.id == acct,
+                       accounts.c.credits_nano - accounts.c.debits_nano - accounts.c.held_nano
+                       >= delta)
+                .values(debits_nano=accounts.c.debits_nano + delta))
+            assert done.rowcount == 1, "available balance changed under a row lock"
+        elif delta < 0:  # a lease covered more than another account of the request could
+            conn.execute(accounts.update().where(accounts.c.id == acct)
+                         .values(debits_nano=accounts.c.debits_nano + delta))
+
+
 def settle_batch(conn: sa.Connection, items: Sequence[Settlement],
                  system: SystemAccounts) -> BatchOutcome:
     """Post a batch of settlements atomically. On PostgreSQL the organizations' accounts are
@@ -165,8 +224,8 @@ def settle_batch(conn: sa.Connection, items: Sequence[Settlement],
     out = BatchOutcome()
     now = dt.datetime.now(dt.UTC)
     if conn.dialect.name != "sqlite":
-        conn.execute(sa.select(accounts.c.id)
-                     .where(accounts.c.id.in_(sorted({i.acct_id for i in items})))
+        ids = {i.acct_id for i in items} | {p.acct_id for i in items for p in i.limits}
+        conn.execute(sa.select(accounts.c.id).where(accounts.c.id.in_(sorted(ids)))
                      .order_by(accounts.c.id).with_for_update())
     _deduct_leases(conn, items, out)
     _charge_rest(conn, items, out)
@@ -181,10 +240,13 @@ def settle_batch(conn: sa.Connection, items: Sequence[Settlement],
         stamp = now.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
     settlement_id = "stl_" + secrets.token_hex(12)
     charged_by_acct: dict[int, int] = defaultdict(int)
+    charged_by_limit: dict[int, int] = defaultdict(int)
     usage_rows: list[tuple[object, ...]] = []
     for item in items:
         item.settled_at = now
         charged_by_acct[item.acct_id] += item.charged_nano
+        for part in item.limits:
+            charged_by_limit[part.acct_id] += item.charged_nano
         u = item.usage
         usage_rows.append((u.request_id, u.organization_id, u.api_key_id, item.acct_id,
                            u.endpoint, u.model, u.upstream, u.prompt_tokens, u.cached_tokens,
@@ -197,6 +259,14 @@ def settle_batch(conn: sa.Connection, items: Sequence[Settlement],
     if written_off:
         transfer_rows.append((system.writeoff, system.revenue, written_off, "usage_writeoff",
                               settlement_id, stamp))
+    limit_total = 0
+    for acct, amount in sorted(charged_by_limit.items()):
+        if amount:
+            limit_total += amount
+            transfer_rows.append((acct, system.limits, amount, "spend_limit_use", settlement_id,
+                                  stamp))
+    if limit_total:
+        conn.exec_driver_sql(_sql(conn, _CREDIT), (limit_total, system.limits))
     if transfer_rows:
         conn.exec_driver_sql(_sql(conn, _INSERT_TRANSFER), transfer_rows)
     conn.exec_driver_sql(_sql(conn, _INSERT_USAGE), usage_rows)

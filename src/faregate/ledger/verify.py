@@ -89,6 +89,7 @@ def _usage_problems(conn: sa.Connection) -> list[str]:
         sa.select(transfers.c.settlement_id, transfers.c.amount_nano.label("amount"))
         .where(transfers.c.kind == "usage_writeoff"))
     problems += _mismatches(conn, written, booked, "usage write-offs")
+    problems += _limit_problems(conn)
     writeoff_debits = conn.execute(
         sa.select(accounts.c.debits_nano).where(accounts.c.id == account_id(conn, WRITEOFF))
     ).scalar_one()
@@ -98,6 +99,28 @@ def _usage_problems(conn: sa.Connection) -> list[str]:
         problems.append(f"write-off account debits {writeoff_debits} != usage written off "
                         f"{written_off}")
     return problems
+
+
+def _limit_problems(conn: sa.Connection) -> list[str]:
+    """Each spend-limit debit equals what the batch charged requests of that key."""
+    posted: dict[tuple[str, str], int] = defaultdict(int)
+    for settlement_id, code, amount in conn.execute(
+            sa.select(transfers.c.settlement_id, accounts.c.code, transfers.c.amount_nano)
+            .join(accounts, accounts.c.id == transfers.c.debit_account_id)
+            .where(transfers.c.kind == "spend_limit_use")).all():
+        posted[(settlement_id, code.split(":")[1])] += int(amount)
+    if not posted:
+        return []
+    charged = {(r[0], r[1]): int(r[2]) for r in conn.execute(
+        sa.select(usage_records.c.settlement_id, usage_records.c.api_key_id,
+                  sa.func.sum(usage_records.c.charged_nano))
+        .where(usage_records.c.settlement_id.in_({k[0] for k in posted}))
+        .group_by(usage_records.c.settlement_id, usage_records.c.api_key_id)).all()}
+    wrong = [k for k, v in posted.items() if charged.get(k, 0) != v]
+    if not wrong:
+        return []
+    return [f"{len(wrong)} spend-limit debit(s) differ from their key's charges, e.g. "
+            f"{wrong[0]}: transfers {posted[wrong[0]]} != records {charged.get(wrong[0], 0)}"]
 
 
 def _mismatches(conn: sa.Connection, expected: sa.Select[Any], actual: sa.Select[Any],
