@@ -15,7 +15,8 @@ from faregate.api_keys.service import (
     revoke_key,
 )
 from faregate.audit import trail
-from faregate.db.schema import memberships, users
+from faregate.identity.access import require_member
+from faregate.db.schema import users
 from faregate.errors import NotFound, PermissionDenied
 
 PHONE_REQUIRED = ("Verify your phone number before creating an API key "
@@ -24,12 +25,7 @@ PHONE_REQUIRED = ("Verify your phone number before creating an API key "
 
 def _role(conn: sa.Connection, organization_id: str, user_id: str) -> str:
     """The user's role in the organization; a non-member gets 404, as if it did not exist."""
-    role = conn.execute(sa.select(memberships.c.role).where(
-        memberships.c.organization_id == organization_id,
-        memberships.c.user_id == user_id)).scalar()
-    if role is None:
-        raise NotFound("No such organization.")
-    return str(role)
+    return require_member(conn, organization_id, user_id)
 
 
 def create_user_key(conn: sa.Connection, *, user_id: str, organization_id: str, spec: KeySpec,
