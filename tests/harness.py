@@ -18,7 +18,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from faregate.api_keys.service import issue_key
+from faregate.api_keys.service import KeySpec, issue_key
 from faregate.catalog.service import ModelPrice, add_upstream, set_limits, set_price
 from faregate.db.engine import create_engine
 from faregate.db.migrate import upgrade
@@ -142,10 +142,10 @@ class Deployment:
                 grant(conn, user.organization_id, grant_nano, actor="test", reason="test")
         return user
 
-    def new_key(self, user: User) -> tuple[str, str]:
+    def new_key(self, user: User, spec: KeySpec | None = None) -> tuple[str, str]:
         with self.engine.begin() as conn:
             issued = issue_key(conn, organization_id=user.organization_id, user_id=user.id,
-                               name="test", pepper=self.pepper)
+                               name="test", pepper=self.pepper, spec=spec)
         return issued.id, issued.key
 
     def balance(self, user: User) -> tuple[int, int, int]:
