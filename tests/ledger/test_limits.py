@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine
 from faregate.db.runner import Database
 from faregate.identity.users import User, create_user
 from faregate.ledger.accounts import balance, open_leases_total, org_account_id
+from faregate.ledger.leases import void_lapsed
 from faregate.ledger.leasing import CreditManager, Reservation, Shortfall
 from faregate.ledger.limits import ensure_limit_account, window
 from faregate.ledger.settlement import UsageFacts
@@ -70,7 +71,7 @@ def test_joint_reservations_never_exceed_the_limit_across_processes(engine: Engi
 
 
 def test_the_balance_binds_when_it_is_smaller(engine: Engine) -> None:
-    user, acct, lim = _setup(engine, 25_000, 1_000_000)
+    _user, acct, lim = _setup(engine, 25_000, 1_000_000)
 
     async def main() -> tuple[Reservation | Shortfall, Reservation | Shortfall]:
         m = CreditManager(Database(engine), ttl_s=30, max_lease_nano=10**9)
@@ -125,8 +126,8 @@ def test_a_voided_limit_lease_is_not_charged_twice(engine: Engine) -> None:
             res = await m.reserve_joint((acct, lim), 40_000, 40_000)
             assert isinstance(res, Reservation)
             with engine.begin() as conn:
-                from faregate.ledger.leases import void_lapsed
-                conn.exec_driver_sql(f"UPDATE leases SET expires_at_ms = 0 WHERE account_id = {lim}")
+                conn.exec_driver_sql(
+                    f"UPDATE leases SET expires_at_ms = 0 WHERE account_id = {lim}")
                 assert void_lapsed(conn) == 1
             item = await m.settle(res, 30_000, _facts(user, 1, "key_x"))
             return item.charged_nano
