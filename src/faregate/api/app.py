@@ -9,6 +9,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.exceptions import RequestValidationError
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -68,11 +69,14 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 def create_web(lifespan: Callable[[Any], AbstractAsyncContextManager[None]],
                extra: list[APIRouter]) -> FastAPI:
-    app = FastAPI(title="Faregate API", version="0.1.0", openapi_tags=_TAGS,
-                  description="The JSON API behind Faregate's dashboard. Browsers authenticate "
-                  "with the session cookie set by sign-in; every state-changing request "
-                  "carries the CSRF token (the `fg_csrf` cookie) in `X-CSRF-Token`.",
-                  lifespan=lifespan)
+    # /docs with Swagger UI served by Faregate itself (no CDN: Faregate runs offline).
+    app = FastAPIOffline(docs_url="/docs", redoc_url=None, static_url="/static/docs",
+                         title="Faregate API", version="0.1.0", openapi_tags=_TAGS,
+                         description="The JSON API behind Faregate's dashboard. Browsers "
+                         "authenticate "
+                         "with the session cookie set by sign-in; every state-changing request "
+                         "carries the CSRF token (the `fg_csrf` cookie) in `X-CSRF-Token`.",
+                         lifespan=lifespan)
     app.add_exception_handler(FaregateError, _faregate_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)

@@ -15,9 +15,9 @@ from faregate.api_keys.service import (
     revoke_key,
 )
 from faregate.audit import trail
-from faregate.identity.access import require_member
 from faregate.db.schema import users
 from faregate.errors import NotFound, PermissionDenied
+from faregate.identity.access import require_member
 
 PHONE_REQUIRED = ("Verify your phone number before creating an API key "
                   "(Settings → Phone verification).")

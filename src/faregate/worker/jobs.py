@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 from faregate.db.runner import Database
 from faregate.ledger.leases import void_lapsed
+from faregate.phone.verification import prune_codes
+from faregate.throttle import limiter as throttle
 
 log = logging.getLogger("faregate.worker")
 
@@ -29,7 +31,13 @@ async def sweep_lapsed_leases(db: Database) -> int:
     return voided
 
 
-JOBS = [Job("sweep-lapsed-leases", 5.0, sweep_lapsed_leases)]
+async def prune_attempts(db: Database) -> int:
+    """Forget throttle attempts and unverified SMS codes older than any window that counts them."""
+    return await db.run(throttle.prune) + await db.run(prune_codes)
+
+
+JOBS = [Job("sweep-lapsed-leases", 5.0, sweep_lapsed_leases),
+        Job("prune-attempts", 600.0, prune_attempts)]
 
 
 async def run_jobs(db: Database, jobs: list[Job] = JOBS) -> None:
