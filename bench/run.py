@@ -554,7 +554,7 @@ class Bench:
                 return json.loads(out[start:])
 
         def make_user(i: int) -> str:
-            email = f"bench-{i}@bench.invalid"
+            email = f"bench-{i}@bench.example.com"
             cli_json("users", "create", email, "--json")
             cli_json("credits", "grant", email, str(self.args.credits), "--reason", "bench",
                      "--json")
@@ -596,7 +596,7 @@ class Bench:
                 return
             t = Target(label, f"http://127.0.0.1:{port}/v1/chat/completions",
                        pid=lambda: srv.pid, alive=lambda: srv.poll() is None)
-            balance_before = _try(lambda: cli_json("balance", "bench-0@bench.invalid", "--json"))
+            balance_before = _try(lambda: cli_json("balance", "bench-0@bench.example.com", "--json"))
             err = self.sanity(t, [one_key])
             if err:
                 self.skip(label, f"sanity request failed: {err}")
@@ -610,8 +610,8 @@ class Bench:
             time.sleep(1.0)  # let in-flight settlements land
             stop_proc(server, grace=20)
             server = None
-            balance_after = _try(lambda: cli_json("balance", "bench-0@bench.invalid", "--json"))
-            balance_many = (_try(lambda: cli_json("balance", "bench-1@bench.invalid", "--json"))
+            balance_after = _try(lambda: cli_json("balance", "bench-0@bench.example.com", "--json"))
+            balance_many = (_try(lambda: cli_json("balance", "bench-1@bench.example.com", "--json"))
                             if many_keys else None)
             verify = _run_capture([str(FAREGATE_BIN), "ledger", "verify"], env)
             self.checks[label] = {
