@@ -93,7 +93,10 @@ def test_keys_create_list_revoke(cli: Cli) -> None:
         assert second_key not in output
         assert issued["redacted"] in output
     rows = cli.json("keys", "list", "keys@example.com")
-    assert [set(r) for r in rows] == [{"id", "name", "redacted", "created_at", "revoked_at"}] * 2
+    assert [set(r) for r in rows] == [{"id", "name", "redacted", "kind", "project_id",
+                                       "created_at", "last_used_at", "expires_at",
+                                       "revoked_at"}] * 2
+    assert {r["kind"] for r in rows} == {"service"}
     assert [r["name"] for r in rows] == ["default", "ci"]
     assert all(r["revoked_at"] is None and ISO_UTC.match(r["created_at"]) for r in rows)
 
@@ -108,3 +111,14 @@ def test_keys_create_list_revoke(cli: Cli) -> None:
 
     missing = cli("keys", "revoke", "key_doesnotexist", expect=1)
     assert "key_doesnotexist" in missing.stderr
+
+
+def test_keys_create_with_a_spend_limit_and_expiry(cli: Cli) -> None:
+    cli.json("users", "create", "limited@example.com")
+    issued = cli.json("keys", "create", "limited@example.com", "--spend-limit", "2.50",
+                      "--period", "week", "--expires-in-days", "30", "--read-only")
+    rows = cli.json("keys", "list", "limited@example.com")
+    assert rows[0]["id"] == issued["id"] and rows[0]["expires_at"] is not None
+    bad = cli("keys", "create", "limited@example.com", "--spend-limit", "2", "--period", "year",
+              expect=2)
+    assert "day, week or month" in bad.stderr

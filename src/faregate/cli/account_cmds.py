@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 from typing import Annotated, Any
 
 import typer
 
-from faregate.api_keys.service import KeyInfo, issue_key, list_keys, revoke_key
+from faregate.api_keys.service import KeyInfo, KeySpec, issue_key, list_keys, revoke_key
 from faregate.cli._edge import (
     Email,
     JsonFlag,
@@ -15,10 +16,12 @@ from faregate.cli._edge import (
     emit_record,
     emit_table,
     iso,
+    parse_usd,
     settings,
     transaction,
 )
 from faregate.identity.users import create_user, get_user_by_email
+from faregate.ledger.limits import PERIODS
 
 users_app = typer.Typer(help="Users (each with a personal organization).", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
@@ -42,14 +45,29 @@ def users_create(email: Email,
 def keys_create(
     email: Email,
     name: Annotated[str, typer.Option(help="A label for the key.")] = "default",
+    spend_limit: Annotated[str | None, typer.Option(
+        help="Most the key may spend per period, in USD (e.g. 10.00).")] = None,
+    period: Annotated[str, typer.Option(help="day, week or month (UTC).")] = "month",
+    expires_in_days: Annotated[int | None, typer.Option(min=1, max=3650)] = None,
+    read_only: Annotated[bool, typer.Option(help="Only list models and read requests.")] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Issue an API key. The key is shown once and never stored; only its hash is."""
+    """Issue a service key (no phone verification: the operator vouches for it). The key is
+    shown once and never stored; only its hash is."""
     pepper = settings().secret("key_pepper")
+    if period not in PERIODS:
+        raise typer.BadParameter("must be day, week or month", param_hint="--period")
+    spec = KeySpec(
+        name=name, kind="service", permissions="read_only" if read_only else "all",
+        expires_at=(dt.datetime.now(dt.UTC) + dt.timedelta(days=expires_in_days)
+                    if expires_in_days else None),
+        spend_limit_nano=(parse_usd(spend_limit, "--spend-limit", positive=True)
+                          if spend_limit is not None else None),
+        spend_limit_period=period if spend_limit is not None else None)
     with transaction() as conn:
         user = get_user_by_email(conn, email)
         issued = issue_key(conn, organization_id=user.organization_id, user_id=user.id,
-                           name=name, pepper=pepper)
+                           name=name, pepper=pepper, spec=spec)
     if as_json:
         emit_json({"id": issued.id, "key": issued.key, "redacted": issued.redacted,
                    "name": issued.name})
@@ -60,8 +78,10 @@ def keys_create(
 
 
 def _key_summary(info: KeyInfo) -> dict[str, Any]:
-    return {"id": info.id, "name": info.name, "redacted": info.redacted,
-            "created_at": iso(info.created_at), "revoked_at": iso(info.revoked_at)}
+    return {"id": info.id, "name": info.name, "redacted": info.redacted, "kind": info.kind,
+            "project_id": info.project_id, "created_at": iso(info.created_at),
+            "last_used_at": iso(info.last_used_at), "expires_at": iso(info.expires_at),
+            "revoked_at": iso(info.revoked_at)}
 
 
 @keys_app.command("list")
