@@ -596,7 +596,8 @@ class Bench:
                 return
             t = Target(label, f"http://127.0.0.1:{port}/v1/chat/completions",
                        pid=lambda: srv.pid, alive=lambda: srv.poll() is None)
-            balance_before = _try(lambda: cli_json("balance", "bench-0@bench.example.com", "--json"))
+            balance_before = _try(
+                lambda: cli_json("balance", "bench-0@bench.example.com", "--json"))
             err = self.sanity(t, [one_key])
             if err:
                 self.skip(label, f"sanity request failed: {err}")
