@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 
+import sqlalchemy as sa
 from fastapi import APIRouter, status
 
 from faregate.api.deps import ClientInfo, Ctx, CurrentUser
@@ -23,6 +24,7 @@ from faregate.api.schemas_orgs import (
     OrgPatchIn,
     RoleIn,
 )
+from faregate.api_keys import self_service
 from faregate.identity import invitations, orgs
 from faregate.identity.rules import AuthRules
 
@@ -71,9 +73,13 @@ async def change_role(org_id: str, user_id: str, body: RoleIn, ctx: Ctx, client:
                summary="Remove a member (owner), or leave the organization yourself")
 async def remove_member(org_id: str, user_id: str, ctx: Ctx, client: ClientInfo,
                         user: CurrentUser) -> None:
-    await ctx.db.run(functools.partial(
-        orgs.remove_member, organization_id=org_id, member_id=user_id, user_id=user.user_id,
-        ip=client.ip))
+    def run(conn: sa.Connection) -> None:
+        orgs.remove_member(conn, organization_id=org_id, member_id=user_id,
+                           user_id=user.user_id, ip=client.ip)
+        # Their keys in this organization stop working with their membership.
+        self_service.revoke_member_keys(conn, organization_id=org_id, member_id=user_id,
+                                        actor=f"user:{user.user_id}", ip=client.ip)
+    await ctx.db.run(run)
 
 
 @router.post("/orgs/{org_id}/invitations", status_code=status.HTTP_201_CREATED,

@@ -81,3 +81,13 @@ def user_revoke_key(conn: sa.Connection, *, user_id: str, organization_id: str, 
     _visible(conn, user_id, organization_id, key_id)
     return revoke_key(conn, key_id, organization_id=organization_id, actor=f"user:{user_id}",
                       ip=ip)
+
+
+def revoke_member_keys(conn: sa.Connection, *, organization_id: str, member_id: str,
+                       actor: str, ip: str | None) -> int:
+    """A member who leaves (or is removed) takes no working key of the organization along."""
+    mine = [k for k in list_keys(conn, organization_id, include_revoked=False)
+            if k.created_by == member_id]
+    for k in mine:
+        revoke_key(conn, k.id, organization_id=organization_id, actor=actor, ip=ip)
+    return len(mine)

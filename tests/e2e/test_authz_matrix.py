@@ -1,0 +1,171 @@
+"""The authorization matrix of /api, driven by /openapi.json so that a new endpoint cannot
+escape it: for every endpoint, someone signed out gets 401 (but for the public ones), a user
+of another organization gets 404 for everything about an organization that is not theirs, and
+a member who is not an owner gets 403 where an owner is needed — and none of them changes
+anything."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from tests.e2e.api_client import ApiClient, last_link_token, last_sms_code
+from tests.harness import Deployment
+
+PASSWORD = "a long enough passphrase 7"
+_phones = itertools.count(10)
+
+PUBLIC = {
+    ("GET", "/api/auth/csrf"), ("POST", "/api/auth/signup"), ("POST", "/api/auth/signin"),
+    ("POST", "/api/auth/verify-email"), ("POST", "/api/auth/password-reset"),
+    ("POST", "/api/auth/password-reset/confirm"), ("GET", "/api/key-scopes"),
+    ("POST", "/api/auth/signout"),  # signing out when signed out is harmless
+}
+# Endpoints about the signed-in user themself (no organization in the path).
+PERSONAL = {
+    ("POST", "/api/auth/verify-email/resend"),
+    ("GET", "/api/me"), ("POST", "/api/me/password"), ("GET", "/api/me/sessions"),
+    ("DELETE", "/api/me/sessions/{session_id}"), ("GET", "/api/me/phone"),
+    ("POST", "/api/me/phone/code"), ("POST", "/api/me/phone/verify"), ("GET", "/api/orgs"),
+    ("POST", "/api/invitations/accept"),
+}
+OWNER_ONLY = {
+    ("PATCH", "/api/orgs/{org_id}"), ("PATCH", "/api/orgs/{org_id}/members/{user_id}"),
+    ("DELETE", "/api/orgs/{org_id}/members/{user_id}"),
+    ("POST", "/api/orgs/{org_id}/invitations"), ("GET", "/api/orgs/{org_id}/invitations"),
+    ("DELETE", "/api/orgs/{org_id}/invitations/{invitation_id}"),
+    ("POST", "/api/orgs/{org_id}/projects"),
+    ("PATCH", "/api/orgs/{org_id}/projects/{project_id}"), ("GET", "/api/orgs/{org_id}/audit"),
+}
+# A valid body for each endpoint that takes one (the request must pass validation, so that
+# the answer is the authorization decision).
+BODIES: dict[tuple[str, str], dict[str, Any]] = {
+    ("POST", "/api/auth/signup"): {"email": "x@example.com", "password": PASSWORD},
+    ("POST", "/api/auth/signin"): {"email": "x@example.com", "password": PASSWORD},
+    ("POST", "/api/auth/verify-email"): {"token": "x"},
+    ("POST", "/api/auth/password-reset"): {"email": "x@example.com"},
+    ("POST", "/api/auth/password-reset/confirm"): {"token": "x", "password": PASSWORD},
+    ("POST", "/api/me/password"): {"current_password": "wrong", "new_password": PASSWORD},
+    ("POST", "/api/me/phone/code"): {"phone": "+447400123456"},
+    ("POST", "/api/me/phone/verify"): {"code": "000000"},
+    ("PATCH", "/api/orgs/{org_id}"): {"name": "hijacked"},
+    ("PATCH", "/api/orgs/{org_id}/members/{user_id}"): {"role": "owner"},
+    ("POST", "/api/orgs/{org_id}/invitations"): {"email": "spy@example.com"},
+    ("POST", "/api/invitations/accept"): {"token": "x"},
+    ("POST", "/api/orgs/{org_id}/projects"): {"name": "hijacked"},
+    ("PATCH", "/api/orgs/{org_id}/projects/{project_id}"): {"name": "hijacked"},
+    ("POST", "/api/orgs/{org_id}/keys"): {"name": "hijacked"},
+    ("PATCH", "/api/orgs/{org_id}/keys/{key_id}"): {"name": "hijacked"},
+}
+
+
+def _verified(dep: Deployment, base: str, email: str) -> ApiClient:
+    c = ApiClient(base)
+    c.signup(email, PASSWORD)
+    token = last_link_token(dep.data_dir, email, "/verify-email")
+    assert c.post("/api/auth/verify-email", {"token": token}).status_code == 200
+    phone = f"+4474001234{next(_phones):02d}"
+    assert c.post("/api/me/phone/code", {"phone": phone}).status_code == 202
+    code = last_sms_code(dep.data_dir, phone)
+    assert c.post("/api/me/phone/verify", {"code": code}).status_code == 200
+    return c
+
+
+def _operations(c: ApiClient) -> list[tuple[str, str]]:
+    spec = c.get("/openapi.json").json()
+    ops = [(m.upper(), p) for p, item in spec["paths"].items() for m in item]
+    # destructive ones last, so that a failure to refuse one shows as that failure
+    return sorted(ops, key=lambda op: op[0] == "DELETE")
+
+
+def test_authorization_matrix(sqlite_dep: Deployment) -> None:
+    dep = sqlite_dep
+    base = dep.start_server().base_url
+    owner = _verified(dep, base, "owner@example.com")
+    org = owner.get("/api/me").json()["personal_organization_id"]
+    project = owner.post(f"/api/orgs/{org}/projects", {"name": "p2"}).json()["id"]
+    key = owner.post(f"/api/orgs/{org}/keys", {"name": "k", "project_id": project}).json()
+    admin_key = owner.post(f"/api/orgs/{org}/keys", {"name": "adm", "kind": "admin"}).json()
+    assert owner.post(f"/api/orgs/{org}/invitations",
+                      {"email": "member@example.com"}).status_code == 201
+    member = _verified(dep, base, "member@example.com")
+    invite_token = last_link_token(dep.data_dir, "member@example.com", "/invitations/accept")
+    assert member.post("/api/invitations/accept", {"token": invite_token}).status_code == 200
+    member_id = member.get("/api/me").json()["id"]
+    pending = owner.post(f"/api/orgs/{org}/invitations", {"email": "later@example.com"}).json()
+    owner_session = owner.get("/api/me/sessions").json()["data"][0]["id"]
+    outsider = _verified(dep, base, "outsider@example.com")
+    anonymous = ApiClient(base)
+
+    ids = {"org_id": org, "user_id": member_id, "project_id": project, "key_id": key["id"],
+           "invitation_id": pending["id"], "session_id": owner_session}
+    ops = _operations(owner)
+    unclassified = [op for op in ops if op not in PUBLIC | PERSONAL
+                    and "{org_id}" not in op[1]]
+    assert unclassified == [], "classify every new endpoint in this test"
+    missing_bodies = [op for op in ops if op[0] in ("POST", "PATCH") and op not in BODIES
+                      and op not in {("POST", "/api/auth/signout"),
+                                     ("POST", "/api/auth/verify-email/resend")}]
+    assert missing_bodies == [], "give every new endpoint that takes a body a valid sample"
+
+    for method, template in ops:
+        path = template.format(**ids)
+        body = BODIES.get((method, template))
+        # Signed out: 401, except for the public endpoints.
+        if (method, template) not in PUBLIC:
+            r = anonymous.request(method, path, body)
+            assert r.status_code == 401, (method, template, r.status_code, r.text)
+        # Another organization's user: as if it did not exist.
+        if "{org_id}" in template or template == "/api/me/sessions/{session_id}":
+            r = outsider.request(method, path, body)
+            assert r.status_code == 404, (method, template, r.status_code, r.text)
+            assert set(r.json()) == {"error"}
+        # A member who is not an owner: refused where an owner is needed.
+        if (method, template) in OWNER_ONLY:
+            target = path.replace(member_id, owner.get("/api/me").json()["id"])
+            r = member.request(method, target, body)
+            assert r.status_code == 403, (method, template, r.status_code, r.text)
+            assert r.json()["error"]["code"] == "owner_required"
+
+    # Admin keys are for owners: a member can neither make one nor see one.
+    r = member.post(f"/api/orgs/{org}/keys", {"name": "adm2", "kind": "admin"})
+    assert r.status_code == 403
+    assert admin_key["id"] not in str(member.get(f"/api/orgs/{org}/keys").json())
+    assert member.get(f"/api/orgs/{org}/keys/{admin_key['id']}").status_code == 404
+    assert member.delete(f"/api/orgs/{org}/keys/{admin_key['id']}").status_code == 404
+    # A member sees and uses the project keys.
+    assert member.get(f"/api/orgs/{org}/keys/{key['id']}").status_code == 200
+
+    # Nothing was changed by any refused request.
+    state = owner.get(f"/api/orgs/{org}").json()
+    assert state["name"] != "hijacked"
+    keys = {k["id"]: k for k in owner.get(f"/api/orgs/{org}/keys").json()["data"]}
+    assert keys[key["id"]]["status"] == "active" and keys[key["id"]]["name"] == "k"
+    assert keys[admin_key["id"]]["status"] == "active"
+    names = [p["name"] for p in owner.get(f"/api/orgs/{org}/projects").json()["data"]]
+    assert "hijacked" not in names
+    members = owner.get(f"/api/orgs/{org}/members").json()["data"]
+    assert {m["role"] for m in members if m.get("user_id", m.get("id")) == member_id} == \
+        {"member"}
+    assert len(owner.get(f"/api/orgs/{org}/invitations").json()["data"]) == 1
+    assert owner.get("/api/me").status_code == 200  # the owner's session was not ended
+
+
+def test_removed_member_loses_their_keys(sqlite_dep: Deployment) -> None:
+    dep = sqlite_dep
+    base = dep.start_server().base_url
+    owner = _verified(dep, base, "own2@example.com")
+    org = owner.get("/api/me").json()["personal_organization_id"]
+    owner.post(f"/api/orgs/{org}/invitations", {"email": "mem2@example.com"})
+    member = _verified(dep, base, "mem2@example.com")
+    token = last_link_token(dep.data_dir, "mem2@example.com", "/invitations/accept")
+    assert member.post("/api/invitations/accept", {"token": token}).status_code == 200
+    made = member.post(f"/api/orgs/{org}/keys", {"name": "mine"}).json()
+    member_id = member.get("/api/me").json()["id"]
+    assert owner.delete(f"/api/orgs/{org}/members/{member_id}").status_code == 204
+    keys = {k["id"]: k for k in owner.get(f"/api/orgs/{org}/keys").json()["data"]}
+    assert keys[made["id"]]["status"] == "revoked"
+    assert member.get(f"/api/orgs/{org}/keys").status_code == 404
+    audit = owner.get(f"/api/orgs/{org}/audit").json()["data"]
+    actions = [e["action"] for e in audit]
+    assert "member.removed" in actions and "api_key.revoked" in actions
