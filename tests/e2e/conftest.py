@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.harness import Deployment, deployment
+from tests.notify.test_email import smtp_server  # noqa: F401  (the aiosmtpd fixture)
 
 
 @pytest.fixture
