@@ -42,7 +42,10 @@ _INDEX = """<!doctype html><html lang="en"><meta charset="utf-8"><title>Faregate
 code,pre{background:#f3f3f3;border-radius:4px;padding:.1rem .3rem}pre{padding:1rem}</style>
 <h1>Faregate is running</h1>
 <p>An OpenAI-compatible API with prepaid billing. Its base URL is <code>{base}</code>.</p>
-<p>Make a user, give them credit and a key (printed once):</p>
+<p>Sign up, verify your email and phone, and create a key through the JSON API: see
+<a href="/docs">/docs</a> (with the embedded defaults, the email link and the SMS code are
+written to <code>var/outbox/</code>). Or, as the operator, make a user, give them credit and a
+key (printed once):</p>
 <pre>.venv/bin/faregate users create you@example.com
 .venv/bin/faregate credits grant you@example.com 5 --reason "first credit"
 .venv/bin/faregate keys create you@example.com</pre>
@@ -126,7 +129,8 @@ class FaregateApp:
         session = create_session()
         auth = KeyAuthenticator(db, s.secret("key_pepper"), ttl_s=s.key_cache_ttl_s,
                                 failures_per_minute=s.auth_failures_per_minute)
-        self.state = GatewayState(s, db, credits, session, auth, catalog, LimitAccounts(db))
+        self.state = GatewayState(s, db, credits, session, auth, catalog, LimitAccounts(db),
+                                  tuple(s.trusted_proxies))
         self.gateway = GatewayApp(self.state)
         self.web.state.ctx = ApiContext(s, db, email_sender(s), sms_sender(s),
                                         s.secret("session_secret"), s.secret("key_pepper"))

@@ -11,11 +11,11 @@ from fastapi import Depends
 from starlette.requests import Request
 
 from faregate.api.context import ApiContext
-from faregate.api.netinfo import client_ip, is_https
 from faregate.api.security import CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE, csrf_valid
 from faregate.errors import AuthenticationFailed, PermissionDenied
 from faregate.identity import sessions
 from faregate.identity.sessions import SessionUser
+from faregate.kit.netinfo import client_ip, is_https
 
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _NO_SESSION = object()

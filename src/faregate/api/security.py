@@ -15,8 +15,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from faregate.api.context import ApiContext
-from faregate.api.netinfo import is_https
 from faregate.kit.crypto import keyed_hash
+from faregate.kit.netinfo import is_https
 
 SESSION_COOKIE = "fg_session"
 CSRF_COOKIE = "fg_csrf"

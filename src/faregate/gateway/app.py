@@ -28,6 +28,7 @@ from faregate.gateway.relay import Exchange, relay_once, relay_stream
 from faregate.gateway.state import GatewayState
 from faregate.kit.ids import request_id
 from faregate.kit.money import nano_to_usd
+from faregate.kit.netinfo import client_ip
 
 log = logging.getLogger("faregate.gateway")
 
@@ -80,9 +81,8 @@ class GatewayApp:
         if (endpoint is not None and method != "POST") or (endpoint is None and method != "GET"):
             raise MethodNotAllowed(f"Method not allowed ({method} {path})")
         gw = self.state
-        client = scope.get("client")
         principal = await gw.auth.authenticate(header(scope, b"authorization"),
-                                               client[0] if client else "")
+                                               client_ip(scope, gw.trusted_proxies))
         _check_scope(principal, endpoint or ("requests" if path.startswith("/v1/faregate/")
                                              else "models"))
         if endpoint is None:

@@ -23,3 +23,4 @@ class GatewayState:
     auth: KeyAuthenticator
     catalog: CatalogCache
     limits: LimitAccounts
+    trusted_proxies: tuple[str, ...] = ()
