@@ -86,3 +86,9 @@ def use_email_token(conn: sa.Connection, token: str, *, purpose: Purpose, secret
         raise InvalidRequest("This link has already been used.", param="token",
                              code="token_used")
     return found
+
+
+def prune_email_tokens(conn: sa.Connection, *, keep_days: int = 30) -> int:
+    """Delete links that expired more than `keep_days` ago."""
+    cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(days=keep_days)
+    return conn.execute(email_tokens.delete().where(email_tokens.c.expires_at < cutoff)).rowcount

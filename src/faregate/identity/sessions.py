@@ -77,3 +77,10 @@ def revoke_all(conn: sa.Connection, user_id: str, *, except_session_id: str | No
     if except_session_id is not None:
         q = q.where(sessions.c.id != except_session_id)
     return conn.execute(q.values(revoked_at=dt.datetime.now(dt.UTC))).rowcount
+
+
+def prune_sessions(conn: sa.Connection, *, keep_days: int = 30) -> int:
+    """Delete sessions that ended more than `keep_days` ago (the audit trail keeps the story)."""
+    cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(days=keep_days)
+    return conn.execute(sessions.delete().where(
+        sa.or_(sessions.c.expires_at < cutoff, sessions.c.revoked_at < cutoff))).rowcount
