@@ -327,3 +327,136 @@ upstream_models = sa.Table(
               primary_key=True),
     sa.Column("upstream_model", sa.String(200), nullable=False),
 )
+
+# --- Payments and billing ---------------------------------------------------------------------
+
+# The sandbox processor's own state: it plays Stripe's test mode, so it keeps customers, payment
+# methods and payments the way Stripe would (never a card number or CVC: a tokenized method
+# records the brand, last 4, expiry, fingerprint and the test card's scripted behaviour).
+sandbox_customers = sa.Table(
+    "sandbox_customers", metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("email", sa.String(320), nullable=True),
+    sa.Column("reference", sa.String(80), nullable=True),
+    sa.Column("created_at", Now, nullable=False),
+)
+
+sandbox_payment_methods = sa.Table(
+    "sandbox_payment_methods", metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("customer_id", sa.String(40), sa.ForeignKey("sandbox_customers.id"),
+              nullable=True, index=True),
+    sa.Column("brand", sa.String(20), nullable=False),
+    sa.Column("last4", sa.String(4), nullable=False),
+    sa.Column("exp_month", sa.Integer, nullable=False),
+    sa.Column("exp_year", sa.Integer, nullable=False),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("country", sa.String(2), nullable=True),
+    sa.Column("behavior", sa.String(40), nullable=False),
+    sa.Column("billing", sa.Text, nullable=True),  # JSON
+    sa.Column("created_at", Now, nullable=False),
+    sa.Column("detached_at", Now, nullable=True),
+)
+
+sandbox_payments = sa.Table(
+    "sandbox_payments", metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("customer_id", sa.String(40), nullable=True),
+    sa.Column("method_id", sa.String(40), nullable=True),
+    sa.Column("amount_minor", sa.BigInteger, nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("capture_method", sa.String(10), nullable=False),
+    sa.Column("off_session", sa.Boolean, nullable=False),
+    sa.Column("decline_code", sa.String(40), nullable=True),
+    sa.Column("message", sa.String(300), nullable=True),
+    sa.Column("refunded_minor", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("idempotency_key", sa.String(200), nullable=True, unique=True),
+    sa.Column("request_hash", sa.String(64), nullable=True),
+    sa.Column("created_at", Now, nullable=False),
+)
+
+# Faregate's side. The processor customer of each organization.
+billing_customers = sa.Table(
+    "billing_customers", metadata,
+    sa.Column("organization_id", sa.String(40), sa.ForeignKey("organizations.id"),
+              primary_key=True),
+    sa.Column("processor", sa.String(16), primary_key=True),
+    sa.Column("customer_id", sa.String(80), nullable=False, unique=True),
+    sa.Column("created_at", Now, nullable=False),
+)
+
+payment_methods = sa.Table(
+    "payment_methods", metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("organization_id", sa.String(40), sa.ForeignKey("organizations.id"), nullable=False,
+              index=True),
+    sa.Column("processor", sa.String(16), nullable=False),
+    sa.Column("method_id", sa.String(80), nullable=False, unique=True),
+    sa.Column("brand", sa.String(20), nullable=False),
+    sa.Column("last4", sa.String(4), nullable=False),
+    sa.Column("exp_month", sa.Integer, nullable=False),
+    sa.Column("exp_year", sa.Integer, nullable=False),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("billing_country", sa.String(2), nullable=True),
+    sa.Column("billing_postal_code", sa.String(20), nullable=True),
+    sa.Column("is_default", sa.Boolean, nullable=False),
+    sa.Column("created_by", sa.String(40), nullable=True),
+    sa.Column("created_at", Now, nullable=False),
+    sa.Column("removed_at", Now, nullable=True),
+)
+
+# Every charge attempt is written before the processor is called; its id is the processor's
+# idempotency key, so a crash and retry cannot charge twice.
+charge_attempts = sa.Table(
+    "charge_attempts", metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("organization_id", sa.String(40), sa.ForeignKey("organizations.id"), nullable=False,
+              index=True),
+    sa.Column("processor", sa.String(16), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),  # topup | auto_recharge | verification
+    sa.Column("payment_method_id", sa.String(40), nullable=True),
+    sa.Column("amount_nano", Money, nullable=False),
+    sa.Column("amount_minor", sa.BigInteger, nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("payment_id", sa.String(80), nullable=True, unique=True),
+    sa.Column("decline_code", sa.String(40), nullable=True),
+    sa.Column("message", sa.String(300), nullable=True),
+    # The client's Idempotency-Key, per organization, and a hash of the request it came with.
+    sa.Column("client_key", sa.String(200), nullable=True),
+    sa.Column("request_hash", sa.String(64), nullable=True),
+    sa.Column("created_by", sa.String(40), nullable=True),
+    sa.Column("created_at", Now, nullable=False),
+    sa.Column("updated_at", Now, nullable=False),
+    sa.Column("credited_at", Now, nullable=True),
+    sa.UniqueConstraint("organization_id", "client_key", name="uq_charge_attempts_client_key"),
+    sa.CheckConstraint("amount_nano > 0 AND amount_minor > 0", name="positive"),
+    sa.Index("ix_charge_attempts_status", "status", "created_at"),
+)
+
+# Per organization: consecutive failed charges, suspension, auto-recharge settings.
+billing_states = sa.Table(
+    "billing_states", metadata,
+    sa.Column("organization_id", sa.String(40), sa.ForeignKey("organizations.id"),
+              primary_key=True),
+    sa.Column("failed_charges", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("suspended_at", Now, nullable=True),
+    sa.Column("suspended_reason", sa.String(300), nullable=True),
+    sa.Column("auto_recharge", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("auto_recharge_threshold_nano", Money, nullable=True),
+    sa.Column("auto_recharge_amount_nano", Money, nullable=True),
+    sa.Column("auto_recharge_method_id", sa.String(40), nullable=True),
+    sa.Column("updated_at", Now, nullable=False),
+)
+
+# Webhook events, stored once per (processor, event id): redelivery is harmless.
+webhook_events = sa.Table(
+    "webhook_events", metadata,
+    sa.Column("processor", sa.String(16), primary_key=True),
+    sa.Column("event_id", sa.String(80), primary_key=True),
+    sa.Column("type", sa.String(80), nullable=False),
+    sa.Column("payment_id", sa.String(80), nullable=True),
+    sa.Column("received_at", Now, nullable=False),
+    sa.Column("processed_at", Now, nullable=True),
+)
