@@ -155,6 +155,12 @@ class Deployment:
             b = balance(conn, acct)
             return b.balance_nano, b.held_nano, open_leases_total(conn, acct)
 
+    def balance_of_org(self, organization_id: str) -> tuple[int, int]:
+        """(balance, held) of an organization, in nano-USD."""
+        with self.engine.begin() as conn:
+            b = balance(conn, org_account_id(conn, organization_id))
+            return b.balance_nano, b.held_nano
+
     def verify(self) -> list[str]:
         with self.engine.begin() as conn:
             return verify(conn)

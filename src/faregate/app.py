@@ -29,10 +29,13 @@ from faregate.gateway.limits import LimitAccounts
 from faregate.gateway.state import GatewayState
 from faregate.kit.crypto import Cipher
 from faregate.ledger.leasing import CreditManager
-from faregate.notify.email import EmailSender, email_sender_from
+from faregate.notify.from_settings import email_sender
+from faregate.payments.factory import processor_from
+from faregate.payments.sandbox.asgi import sandbox_router
 from faregate.phone.sms import SmsSender, sms_sender_from
 from faregate.upstream.client import create_session
-from faregate.worker.jobs import run_jobs
+from faregate.worker.billing_jobs import billing_jobs
+from faregate.worker.jobs import JOBS, run_jobs
 
 log = logging.getLogger("faregate")
 
@@ -88,6 +91,7 @@ class FaregateApp:
         pages.add_api_route("/", self.index, methods=["GET"])
         pages.add_api_route("/healthz", self.healthz, methods=["GET"])
         self.web = create_web(self.lifespan, [pages])
+        self.web.state.sandbox_mounted = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -132,8 +136,17 @@ class FaregateApp:
         self.state = GatewayState(s, db, credits, session, auth, catalog, LimitAccounts(db),
                                   tuple(s.trusted_proxies))
         self.gateway = GatewayApp(self.state)
-        self.web.state.ctx = ApiContext(s, db, email_sender(s), sms_sender(s),
-                                        s.secret("session_secret"), s.secret("key_pepper"))
+        payments = processor_from(s, db)
+        if payments.name == "sandbox" and not self.web.state.sandbox_mounted:
+            self.web.include_router(
+                sandbox_router(db, webhook_secret=s.secret("sandbox_webhook_secret")),
+                prefix="/sandbox/v1",
+                                    include_in_schema=False)
+            self.web.state.sandbox_mounted = True
+        mailer = email_sender(s)
+        self.web.state.ctx = ApiContext(s, db, mailer, sms_sender(s),
+                                        s.secret("session_secret"), s.secret("key_pepper"),
+                                        payments)
         tasks = [asyncio.create_task(catalog.run(), name="catalog-reload"),
                  asyncio.create_task(_every(1.0, credits.maintain, "lease maintenance"),
                                      name="lease-maintenance"),
@@ -147,7 +160,9 @@ class FaregateApp:
                 _every(BACKGROUND_CHECKPOINT_S, checkpoint, "SQLite checkpoint"),
                 name="sqlite-checkpoint"))
         if s.run_background_jobs:
-            tasks.append(asyncio.create_task(run_jobs(db), name="background-jobs"))
+            tasks.append(asyncio.create_task(
+                run_jobs(db, [*JOBS, *billing_jobs(s, payments, mailer)]),
+                name="background-jobs"))
         try:
             yield
         finally:
@@ -156,18 +171,11 @@ class FaregateApp:
             await asyncio.gather(*tasks, return_exceptions=True)
             await credits.close()  # commit pending settlements, return every lease
             await auth.flush_last_used()
+            await payments.aclose()
             await session.close()
             self.gateway = None
             self.state = None
             db.close()
-
-
-def email_sender(s: Settings) -> EmailSender:
-    return email_sender_from(
-        s.email_sender, data_dir=s.resolved_data_dir, sender=s.email_from,
-        smtp_host=s.smtp_host, smtp_port=s.smtp_port, smtp_username=s.smtp_username,
-        smtp_password=s.smtp_password.get_secret_value() if s.smtp_password else None,
-        smtp_starttls=s.smtp_starttls)
 
 
 def sms_sender(s: Settings) -> SmsSender:

@@ -112,6 +112,23 @@ class Settings(BaseSettings):
     phone_codes_per_account_per_hour: int = Field(default=5, ge=1)
     phone_codes_per_ip_per_hour: int = Field(default=20, ge=1)
 
+    # Payments: "sandbox" (the default: Stripe's test mode, simulated, offline) or "stripe".
+    payments_processor: Literal["sandbox", "stripe"] = "sandbox"
+    # The sandbox refuses to serve on a non-loopback address unless this is set (and then the
+    # dashboard says that payments are simulated).
+    sandbox_payments_public: bool = False
+    stripe_secret_key: SecretStr | None = None
+    stripe_publishable_key: str | None = None
+    stripe_webhook_secret: SecretStr | None = None
+    stripe_api_base: str | None = None  # e.g. a localstripe URL in tests
+    topup_min_usd: str = "5"
+    topup_max_usd: str = "50"
+    card_verification_usd: str = "5"
+    # Two consecutive failed charges suspend billing; a successful payment lifts it unless an
+    # operator must (then set this to false).
+    reinstate_on_payment: bool = True
+    failed_charges_to_suspend: int = Field(default=2, ge=1)
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -148,9 +165,10 @@ class Settings(BaseSettings):
     def is_sqlite(self) -> bool:
         return self.resolved_database_url.startswith("sqlite")
 
-    def secret(self, name: Literal["session_secret", "key_pepper", "encryption_key"]) -> bytes:
+    def secret(self, name: Literal["session_secret", "key_pepper", "encryption_key",
+                                   "sandbox_webhook_secret"]) -> bytes:
         """A configured secret, or one generated once into the data dir (mode 0600)."""
-        value: SecretStr | None = getattr(self, name)
+        value: SecretStr | None = getattr(self, name, None)
         if value is not None:
             return value.get_secret_value().encode()
         return load_or_create_secret(self.resolved_data_dir / "secrets" / name)
@@ -166,7 +184,8 @@ class Settings(BaseSettings):
 
     def public_dict(self) -> dict[str, Any]:
         return self.model_dump(exclude={"session_secret", "key_pepper", "encryption_key",
-                                        "smtp_password", "twilio_auth_token"})
+                                        "smtp_password", "twilio_auth_token",
+                                        "stripe_secret_key", "stripe_webhook_secret"})
 
 
 def get_settings(**overrides: Any) -> Settings:

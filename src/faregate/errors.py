@@ -80,6 +80,20 @@ class InsufficientQuota(FaregateError):
         )
 
 
+class PaymentRefused(FaregateError):
+    """The processor declined a card or a charge; `code` is its decline code."""
+
+    status = 402
+    type = "card_error"
+    code = "card_declined"
+
+
+class Conflict(FaregateError):
+    status = 409
+    type = "invalid_request_error"
+    code = "conflict"
+
+
 class RateLimited(FaregateError):
     status = 429
     type = "requests"

@@ -34,6 +34,9 @@ class ApiClient:
     def post(self, path: str, body: Any = None, **kw: Any) -> httpx2.Response:
         return self.request("POST", path, body, **kw)
 
+    def put(self, path: str, body: Any = None) -> httpx2.Response:
+        return self.request("PUT", path, body)
+
     def patch(self, path: str, body: Any = None) -> httpx2.Response:
         return self.request("PATCH", path, body)
 

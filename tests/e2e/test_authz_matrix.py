@@ -27,8 +27,10 @@ PERSONAL = {
     ("GET", "/api/me"), ("POST", "/api/me/password"), ("GET", "/api/me/sessions"),
     ("DELETE", "/api/me/sessions/{session_id}"), ("GET", "/api/me/phone"),
     ("POST", "/api/me/phone/code"), ("POST", "/api/me/phone/verify"), ("GET", "/api/orgs"),
-    ("POST", "/api/invitations/accept"),
+    ("POST", "/api/invitations/accept"), ("GET", "/api/billing/config"),
 }
+# Authenticated by the processor's signature, not by a session.
+SIGNED = {("POST", "/webhooks/{processor}")}
 OWNER_ONLY = {
     ("PATCH", "/api/orgs/{org_id}"), ("PATCH", "/api/orgs/{org_id}/members/{user_id}"),
     ("DELETE", "/api/orgs/{org_id}/members/{user_id}"),
@@ -36,6 +38,10 @@ OWNER_ONLY = {
     ("DELETE", "/api/orgs/{org_id}/invitations/{invitation_id}"),
     ("POST", "/api/orgs/{org_id}/projects"),
     ("PATCH", "/api/orgs/{org_id}/projects/{project_id}"), ("GET", "/api/orgs/{org_id}/audit"),
+    ("GET", "/api/orgs/{org_id}/billing"), ("POST", "/api/orgs/{org_id}/payment-methods"),
+    ("DELETE", "/api/orgs/{org_id}/payment-methods/{method_id}"),
+    ("POST", "/api/orgs/{org_id}/top-ups"), ("GET", "/api/orgs/{org_id}/top-ups"),
+    ("PUT", "/api/orgs/{org_id}/auto-recharge"),
 }
 # A valid body for each endpoint that takes one (the request must pass validation, so that
 # the answer is the authorization decision).
@@ -56,6 +62,9 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("PATCH", "/api/orgs/{org_id}/projects/{project_id}"): {"name": "hijacked"},
     ("POST", "/api/orgs/{org_id}/keys"): {"name": "hijacked"},
     ("PATCH", "/api/orgs/{org_id}/keys/{key_id}"): {"name": "hijacked"},
+    ("POST", "/api/orgs/{org_id}/payment-methods"): {"payment_method_id": "pm_hijacked"},
+    ("POST", "/api/orgs/{org_id}/top-ups"): {"amount_usd": "5"},
+    ("PUT", "/api/orgs/{org_id}/auto-recharge"): {"enabled": False},
 }
 
 
@@ -97,18 +106,24 @@ def test_authorization_matrix(sqlite_dep: Deployment) -> None:
     outsider = _verified(dep, base, "outsider@example.com")
     anonymous = ApiClient(base)
 
+    card = _card(owner, org)
     ids = {"org_id": org, "user_id": member_id, "project_id": project, "key_id": key["id"],
-           "invitation_id": pending["id"], "session_id": owner_session}
+           "invitation_id": pending["id"], "session_id": owner_session, "method_id": card}
     ops = _operations(owner)
-    unclassified = [op for op in ops if op not in PUBLIC | PERSONAL
+    unclassified = [op for op in ops if op not in PUBLIC | PERSONAL | SIGNED
                     and "{org_id}" not in op[1]]
     assert unclassified == [], "classify every new endpoint in this test"
-    missing_bodies = [op for op in ops if op[0] in ("POST", "PATCH") and op not in BODIES
+    missing_bodies = [op for op in ops if op[0] in ("POST", "PATCH", "PUT")
+                      and op not in BODIES and op not in SIGNED
                       and op not in {("POST", "/api/auth/signout"),
                                      ("POST", "/api/auth/verify-email/resend")}]
     assert missing_bodies == [], "give every new endpoint that takes a body a valid sample"
 
     for method, template in ops:
+        if (method, template) in SIGNED:
+            r = anonymous.request(method, template.format(processor="sandbox"), {"id": "evt"})
+            assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_signature"
+            continue
         path = template.format(**ids)
         body = BODIES.get((method, template))
         # Signed out: 401, except for the public endpoints.
@@ -149,6 +164,19 @@ def test_authorization_matrix(sqlite_dep: Deployment) -> None:
         {"member"}
     assert len(owner.get(f"/api/orgs/{org}/invitations").json()["data"]) == 1
     assert owner.get("/api/me").status_code == 200  # the owner's session was not ended
+    billing = owner.get(f"/api/orgs/{org}/billing").json()
+    assert [m["id"] for m in billing["payment_methods"]] == [card]
+    assert billing["balance"]["usd"] == "0"  # no top-up went through for anyone else
+    assert not billing["auto_recharge"]["enabled"]
+
+
+def _card(owner: ApiClient, org: str) -> str:
+    token = owner.http.post("/sandbox/v1/payment_methods", json={
+        "number": "4242424242424242", "exp_month": 12, "exp_year": 2040, "cvc": "123",
+        "postal_code": "94107"}).json()["id"]
+    r = owner.post(f"/api/orgs/{org}/payment-methods", {"payment_method_id": token})
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
 
 
 def test_removed_member_loses_their_keys(sqlite_dep: Deployment) -> None:

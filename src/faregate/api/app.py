@@ -17,11 +17,13 @@ from starlette.responses import JSONResponse
 from faregate.api import (
     audit_routes,
     auth_routes,
+    billing_routes,
     keys_routes,
     me_routes,
     orgs_routes,
     phone_routes,
     projects_routes,
+    webhook_routes,
 )
 from faregate.api.deps import csrf_guard
 from faregate.errors import FaregateError
@@ -34,6 +36,9 @@ _TAGS = [
     {"name": "projects", "description": "Projects group API keys within an organization."},
     {"name": "api-keys", "description": "Create, list, rename and revoke API keys."},
     {"name": "audit", "description": "The organization's audit trail."},
+    {"name": "billing", "description": "Payment methods, top-ups, auto-recharge, credit "
+     "history."},
+    {"name": "webhooks", "description": "Events from the payment processor."},
 ]
 
 
@@ -88,7 +93,9 @@ def create_web(lifespan: Callable[[Any], AbstractAsyncContextManager[None]],
     api.include_router(projects_routes.router, tags=["projects"])
     api.include_router(keys_routes.router, tags=["api-keys"])
     api.include_router(audit_routes.router, tags=["audit"])
+    api.include_router(billing_routes.router, tags=["billing"])
     app.include_router(api)
+    app.include_router(webhook_routes.router)
     for router in extra:
         app.include_router(router)
     return app

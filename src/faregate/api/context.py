@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from faregate.config import Settings
 from faregate.db.runner import Database
 from faregate.notify.email import EmailSender
+from faregate.payments.processor import PaymentProcessor
 from faregate.phone.sms import SmsSender
 
 
@@ -18,3 +19,4 @@ class ApiContext:
     sms: SmsSender
     session_secret: bytes  # signs CSRF tokens, hashes session tokens and email links
     pepper: bytes  # hashes API keys, SMS codes and phone numbers
+    payments: PaymentProcessor | None = None

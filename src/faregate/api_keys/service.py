@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from faregate.api_keys.scopes import SCOPES, KeyKind, Permissions, allowed_scopes
 from faregate.audit import trail
-from faregate.db.schema import accounts, api_keys, projects
+from faregate.db.schema import accounts, api_keys, billing_states, projects
 from faregate.errors import InvalidRequest, NotFound
 from faregate.kit.crypto import ADMIN_KEY_PREFIX, generate_api_key, hash_api_key, redact_api_key
 from faregate.kit.ids import new_id
@@ -77,6 +77,7 @@ class Principal:
     expires_at: float | None = None  # POSIX seconds
     spend_limit_nano: int | None = None
     spend_limit_period: Period | None = None
+    billing_suspended: bool = False
 
 
 def _default_project(conn: sa.Connection, organization_id: str) -> str | None:
@@ -213,9 +214,11 @@ def find_principal(conn: sa.Connection, key_hash: str) -> Principal | None:
         sa.select(api_keys.c.id, api_keys.c.organization_id, accounts.c.id.label("acct_id"),
                   api_keys.c.project_id, api_keys.c.kind, api_keys.c.permissions,
                   api_keys.c.scopes, api_keys.c.expires_at, api_keys.c.spend_limit_nano,
-                  api_keys.c.spend_limit_period)
+                  api_keys.c.spend_limit_period, billing_states.c.suspended_at)
         .join(accounts, sa.and_(accounts.c.organization_id == api_keys.c.organization_id,
                                 accounts.c.kind == "org_credit"))
+        .outerjoin(billing_states,
+                   billing_states.c.organization_id == api_keys.c.organization_id)
         .where(api_keys.c.key_hash == key_hash, api_keys.c.revoked_at.is_(None))
     ).first()
     if row is None:
@@ -224,7 +227,8 @@ def find_principal(conn: sa.Connection, key_hash: str) -> Principal | None:
         row.id, row.organization_id, int(row.acct_id), project_id=row.project_id,
         kind=row.kind, scopes=allowed_scopes(row.permissions, row.scopes),
         expires_at=row.expires_at.timestamp() if row.expires_at is not None else None,
-        spend_limit_nano=row.spend_limit_nano, spend_limit_period=row.spend_limit_period)
+        spend_limit_nano=row.spend_limit_nano, spend_limit_period=row.spend_limit_period,
+        billing_suspended=row.suspended_at is not None)
 
 
 def mark_used(conn: sa.Connection, last_used: dict[str, dt.datetime]) -> None:

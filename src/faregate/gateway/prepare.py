@@ -52,8 +52,15 @@ def _set_limit(body: dict[str, Any], call: Call, limit: int) -> None:
             body[other] = min(body[other], limit)
 
 
+BILLING_NOT_ACTIVE = (
+    "Billing for your organization is not active: payments on your card failed. Add a working "
+    "card or pay on the billing page to reactivate it.")
+
+
 async def prepare(gw: GatewayState, call: Call, principal: Principal,
                   raw_body: bytes) -> Prepared:
+    if principal.billing_suspended:
+        raise InsufficientQuota(BILLING_NOT_ACTIVE, code="billing_not_active")
     model, routes = find_model(gw, call)
     price = model.price
     # Upper bound of the prompt, with no tokenizer on the hot path: one token per byte of the

@@ -9,7 +9,7 @@ from typing import Literal
 
 import sqlalchemy as sa
 
-from faregate.db.schema import memberships
+from faregate.db.schema import memberships, users
 from faregate.errors import NotFound, PermissionDenied
 
 Role = Literal["owner", "member"]
@@ -37,3 +37,11 @@ def require_owner(conn: sa.Connection, organization_id: str, user_id: str) -> No
     if require_member(conn, organization_id, user_id) != "owner":
         raise PermissionDenied("Only an owner of this organization can do this.",
                                code="owner_required")
+
+
+def owner_emails(conn: sa.Connection, organization_id: str) -> list[str]:
+    """Where billing notices go."""
+    return [str(e) for e in conn.execute(
+        sa.select(users.c.email).join(memberships, memberships.c.user_id == users.c.id)
+        .where(memberships.c.organization_id == organization_id,
+               memberships.c.role == "owner").order_by(users.c.email)).scalars()]

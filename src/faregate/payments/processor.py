@@ -133,3 +133,13 @@ class PaymentProcessor(Protocol):
         """Check the signature (Stripe's scheme: t=…,v1=HMAC-SHA256 of "t.payload", 5-minute
         tolerance) and parse the event; raise WebhookSignatureError otherwise."""
         ...
+
+    async def receive_webhook(self, payload: bytes, signature_header: str | None
+                              ) -> WebhookEvent:
+        """verify_webhook, then the event's payment as the processor reports it now (events
+        arrive late and out of order); what the webhook endpoint calls."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections (at shutdown)."""
+        ...

@@ -1,0 +1,305 @@
+"""/api endpoints: Settings → Billing (payment methods, top-ups, auto-recharge, credit
+history). Billing actions are for owners; amounts are decimal USD strings plus exact nano-USD."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Header, Response
+from pydantic import BaseModel, Field
+
+from faregate.api.deps import ClientInfo, Ctx, CurrentUser
+from faregate.billing import methods, state
+from faregate.billing.amounts import parse_amount
+from faregate.billing.charges import Attempt, Policy, list_attempts, top_up
+from faregate.billing.messages import decline_message
+from faregate.billing.notices import suspension_notices
+from faregate.config import Settings
+from faregate.errors import InvalidRequest, PaymentRefused, UpstreamUnavailable
+from faregate.identity.access import require_member, require_owner
+from faregate.kit.money import nano_to_usd, usd_to_nano
+from faregate.ledger.accounts import balance, org_account_id
+from faregate.ledger.history import history
+from faregate.payments.processor import PaymentProcessor
+
+router = APIRouter()
+
+
+def policy(s: Settings) -> Policy:
+    return Policy(failures_to_suspend=s.failed_charges_to_suspend,
+                  reinstate_on_payment=s.reinstate_on_payment)
+
+
+def _processor(ctx: object) -> PaymentProcessor:
+    p: PaymentProcessor | None = getattr(ctx, "payments", None)
+    if p is None:
+        raise UpstreamUnavailable("Payments are not configured on this server.",
+                                  code="payments_unavailable")
+    return p
+
+
+class Money(BaseModel):
+    usd: str
+    nano_usd: int
+
+
+def _money(nano: int) -> Money:
+    return Money(usd=nano_to_usd(nano), nano_usd=nano)
+
+
+class BillingConfig(BaseModel):
+    processor: str
+    simulated: bool = Field(description="True for the sandbox: payments are simulated.")
+    publishable_key: str | None
+    tokenize_url: str | None = Field(description="Where the browser sends card details "
+                                     "(the sandbox's endpoint; null for Stripe: use Stripe.js).")
+    topup_min: Money
+    topup_max: Money
+    presets_usd: list[str]
+
+
+class MethodOut(BaseModel):
+    id: str
+    brand: str
+    last4: str
+    exp_month: int
+    exp_year: int
+    billing_country: str | None
+    is_default: bool
+    created_at: dt.datetime
+
+
+class AutoRecharge(BaseModel):
+    enabled: bool
+    threshold: Money | None
+    amount: Money | None
+    payment_method_id: str | None
+
+
+class BillingOut(BaseModel):
+    balance: Money
+    available: Money
+    status: Literal["active", "suspended"]
+    suspended_reason: str | None
+    failed_charges: int
+    auto_recharge: AutoRecharge
+    payment_methods: list[MethodOut]
+
+
+class AddMethod(BaseModel):
+    payment_method_id: str = Field(min_length=3, max_length=80,
+                                   description="The id the processor's tokenization returned.")
+
+
+class TopUpIn(BaseModel):
+    amount_usd: str = Field(max_length=20, description='e.g. "10" or "12.50"')
+    payment_method_id: str | None = Field(None, description="Default: the default card.")
+
+
+class AttemptOut(BaseModel):
+    id: str
+    kind: str
+    status: str
+    amount: Money
+    payment_method_id: str | None
+    decline_code: str | None
+    message: str | None
+    created_at: dt.datetime
+    credited: bool
+    balance_after: Money | None
+
+
+class AttemptList(BaseModel):
+    data: list[AttemptOut]
+
+
+class AutoRechargeIn(BaseModel):
+    enabled: bool
+    threshold_usd: str | None = Field(None, max_length=20)
+    amount_usd: str | None = Field(None, max_length=20)
+    payment_method_id: str | None = None
+
+
+class HistoryEntry(BaseModel):
+    id: int
+    created_at: dt.datetime
+    kind: str
+    amount: Money
+    reason: str | None
+
+
+class HistoryOut(BaseModel):
+    data: list[HistoryEntry]
+
+
+def _attempt_out(a: Attempt) -> AttemptOut:
+    return AttemptOut(id=a.id, kind=a.kind, status=a.status, amount=_money(a.amount_nano),
+                      payment_method_id=a.payment_method_id, decline_code=a.decline_code,
+                      message=decline_message(a.decline_code, a.message)
+                      if a.status == "failed" else a.message,
+                      created_at=a.created_at, credited=a.credited,
+                      balance_after=_money(a.balance_after_nano)
+                      if a.balance_after_nano is not None else None)
+
+
+def _method_out(m: methods.MethodInfo) -> MethodOut:
+    return MethodOut(id=m.id, brand=m.brand, last4=m.last4, exp_month=m.exp_month,
+                     exp_year=m.exp_year, billing_country=m.billing_country,
+                     is_default=m.is_default, created_at=m.created_at)
+
+
+@router.get("/billing/config", response_model=BillingConfig,
+            summary="How to pay here: processor, simulated or not, top-up range")
+async def billing_config(ctx: Ctx, user: CurrentUser) -> BillingConfig:
+    p = _processor(ctx)
+    s = ctx.settings
+    low, high = usd_to_nano(s.topup_min_usd), usd_to_nano(s.topup_max_usd)
+    presets = [x for x in ("5", "10", "20", "50") if low <= usd_to_nano(x) <= high]
+    return BillingConfig(
+        processor=p.name, simulated=p.simulated,
+        publishable_key=s.stripe_publishable_key if p.name == "stripe" else "pk_test_sandbox",
+        tokenize_url="/sandbox/v1/payment_methods" if p.name == "sandbox" else None,
+        topup_min=_money(low), topup_max=_money(high), presets_usd=presets)
+
+
+@router.get("/orgs/{org_id}/billing", response_model=BillingOut,
+            summary="Balance, status, auto-recharge and payment methods (owner)")
+async def get_billing(org_id: str, ctx: Ctx, user: CurrentUser) -> BillingOut:
+    def run(conn: sa.Connection) -> BillingOut:
+        require_owner(conn, org_id, user.user_id)
+        b = balance(conn, org_account_id(conn, org_id))
+        st = state.get_state(conn, org_id)
+        cards = methods.list_methods(conn, org_id, user_id=user.user_id)
+        return BillingOut(
+            balance=_money(b.balance_nano), available=_money(b.available_nano),
+            status="suspended" if st.suspended else "active",
+            suspended_reason=st.suspended_reason, failed_charges=st.failed_charges,
+            auto_recharge=AutoRecharge(
+                enabled=st.auto_recharge,
+                threshold=_money(st.auto_recharge_threshold_nano)
+                if st.auto_recharge_threshold_nano is not None else None,
+                amount=_money(st.auto_recharge_amount_nano)
+                if st.auto_recharge_amount_nano is not None else None,
+                payment_method_id=st.auto_recharge_method_id),
+            payment_methods=[_method_out(m) for m in cards])
+    return await ctx.db.run(run)
+
+
+@router.post("/orgs/{org_id}/payment-methods", response_model=MethodOut, status_code=201,
+             summary='"Add payment details": save a tokenized card after a $5 check (owner)')
+async def add_payment_method(org_id: str, body: AddMethod, ctx: Ctx, user: CurrentUser,
+                             client: ClientInfo) -> MethodOut:
+    info = await methods.add_method(
+        ctx.db, _processor(ctx), organization_id=org_id, user_id=user.user_id,
+        email=user.email, method_id=body.payment_method_id, ip=client.ip,
+        verification_nano=usd_to_nano(ctx.settings.card_verification_usd),
+        secret=ctx.session_secret)
+    return _method_out(info)
+
+
+@router.delete("/orgs/{org_id}/payment-methods/{method_id}", status_code=204,
+               summary="Remove a saved card (owner)")
+async def remove_payment_method(org_id: str, method_id: str, ctx: Ctx, user: CurrentUser,
+                                client: ClientInfo) -> Response:
+    processor_id = await ctx.db.run(lambda conn: methods.remove_method(
+        conn, org_id, method_id, user_id=user.user_id, ip=client.ip))
+    await _processor(ctx).detach_method(method_id=processor_id)
+    return Response(status_code=204)
+
+
+@router.post("/orgs/{org_id}/top-ups", response_model=AttemptOut, status_code=201,
+             summary="Top up with a saved card (owner); send an Idempotency-Key")
+async def create_top_up(org_id: str, body: TopUpIn, ctx: Ctx, user: CurrentUser,
+                        idempotency_key: str | None = Header(None, max_length=200)
+                        ) -> AttemptOut:
+    s = ctx.settings
+    amount = parse_amount(body.amount_usd, low_usd=s.topup_min_usd, high_usd=s.topup_max_usd)
+    method_ref = body.payment_method_id or await ctx.db.run(methods.default_method, org_id)
+    if method_ref is None:
+        await ctx.db.run(require_member, org_id, user.user_id)
+        raise InvalidRequest("Add a payment method first.", param="payment_method_id",
+                             code="no_payment_method")
+    outcome = await top_up(ctx.db, _processor(ctx), organization_id=org_id,
+                           user_id=user.user_id, email=user.email, amount_nano=amount,
+                           method_ref=method_ref, client_key=idempotency_key,
+                           policy=policy(s))
+    if outcome.suspended_now:
+        await _notify_suspension(ctx, org_id)
+    a = outcome.attempt
+    if a.status == "failed":
+        raise PaymentRefused(decline_message(a.decline_code, a.message),
+                             code=a.decline_code or "card_declined")
+    if a.status == "error":
+        raise InvalidRequest(a.message or "The payment could not be made.",
+                             code=a.decline_code or "payment_error")
+    return _attempt_out(a)
+
+
+async def _notify_suspension(ctx: Ctx, org_id: str) -> None:
+    st = await ctx.db.run(state.get_state, org_id)
+    url = f"{ctx.settings.resolved_public_url}/settings/billing"
+    for mail in await ctx.db.run(lambda conn: suspension_notices(
+            conn, org_id, reason=st.suspended_reason or "payments failed", billing_url=url)):
+        await ctx.email.send(mail)
+
+
+@router.get("/orgs/{org_id}/top-ups", response_model=AttemptList,
+            summary="Payment attempts, newest first (owner)")
+async def get_top_ups(org_id: str, ctx: Ctx, user: CurrentUser) -> AttemptList:
+    def run(conn: sa.Connection) -> AttemptList:
+        require_owner(conn, org_id, user.user_id)
+        return AttemptList(data=[_attempt_out(a) for a in list_attempts(conn, org_id)])
+    return await ctx.db.run(run)
+
+
+@router.put("/orgs/{org_id}/auto-recharge", response_model=AutoRecharge,
+            summary="Auto-recharge settings (owner)")
+async def put_auto_recharge(org_id: str, body: AutoRechargeIn, ctx: Ctx,
+                            user: CurrentUser) -> AutoRecharge:
+    s = ctx.settings
+    threshold = amount = None
+    if body.enabled:
+        if body.threshold_usd is None or body.amount_usd is None:
+            raise InvalidRequest("Auto-recharge needs a threshold and an amount.",
+                                 param="threshold_usd")
+        amount = parse_amount(body.amount_usd, low_usd=s.topup_min_usd,
+                              high_usd=s.topup_max_usd, param="amount_usd")
+        threshold = parse_amount(body.threshold_usd, low_usd="0", high_usd="100000",
+                                 param="threshold_usd")
+
+    def run(conn: sa.Connection) -> AutoRecharge:
+        require_owner(conn, org_id, user.user_id)
+        method = body.payment_method_id
+        if method is not None:
+            methods.get_method(conn, org_id, method)
+        elif body.enabled and methods.default_method(conn, org_id) is None:
+            raise InvalidRequest("Add a payment method first.", param="payment_method_id",
+                                 code="no_payment_method")
+        if body.enabled and state.get_state(conn, org_id).suspended:
+            raise InvalidRequest("Billing is suspended: pay with a working card first.",
+                                 code="billing_not_active")
+        st = state.set_auto_recharge(conn, org_id, enabled=body.enabled,
+                                     threshold_nano=threshold, amount_nano=amount,
+                                     method_id=method)
+        return AutoRecharge(enabled=st.auto_recharge,
+                            threshold=_money(threshold) if threshold is not None else None,
+                            amount=_money(amount) if amount is not None else None,
+                            payment_method_id=st.auto_recharge_method_id)
+    return await ctx.db.run(run)
+
+
+@router.get("/orgs/{org_id}/credit-history", response_model=HistoryOut,
+            summary="The organization's ledger: top-ups, grants, usage, refunds")
+async def credit_history(org_id: str, ctx: Ctx, user: CurrentUser, limit: int = 50,
+                         before: int | None = None) -> HistoryOut:
+    def run(conn: sa.Connection) -> HistoryOut:
+        require_member(conn, org_id, user.user_id)
+        entries = history(conn, org_account_id(conn, org_id), limit=limit, before_id=before)
+        return HistoryOut(data=[HistoryEntry(id=e.id, created_at=e.created_at, kind=e.kind,
+                                             amount=_money(e.amount_nano), reason=e.reason)
+                                for e in entries])
+    return await ctx.db.run(run)
+
+

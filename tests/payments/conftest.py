@@ -1,0 +1,54 @@
+"""A migrated database (SQLite, or PostgreSQL) behind the sandbox processor, and helpers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import Engine
+
+from faregate.db.engine import create_engine
+from faregate.db.migrate import upgrade
+from faregate.db.runner import Database
+from faregate.payments.processor import BillingDetails
+from faregate.payments.sandbox import SandboxProcessor, tokenize
+
+WEBHOOK_SECRET = b"whsec_sandbox_tests"
+BILLING = BillingDetails(name="Ada Lovelace", line1="1 Main St", city="Springfield",
+                         state="IL", postal_code="62701", country="US")
+EXP_YEAR = 2034
+
+
+def cvc_for(number: str) -> str:
+    return "7391" if number.startswith(("34", "37")) else "739"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'sandbox.db'}"
+    else:
+        url = request.getfixturevalue("pg_database")
+    upgrade(url)
+    eng = create_engine(url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def db(engine: Engine) -> Iterator[Database]:
+    database = Database(engine, threads=8)
+    yield database
+    database.close()
+
+
+@pytest.fixture
+def processor(db: Database) -> SandboxProcessor:
+    return SandboxProcessor(db, webhook_secret=WEBHOOK_SECRET)
+
+
+def new_method(engine: Engine, number: str, *, postal_code: str = "62701") -> str:
+    """Tokenize a test card (as the browser would) and return its pm_ id."""
+    with engine.begin() as conn:
+        return tokenize(conn, number, 12, EXP_YEAR, cvc_for(number), postal_code, BILLING)
