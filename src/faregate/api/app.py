@@ -23,6 +23,7 @@ from faregate.api import (
     orgs_routes,
     phone_routes,
     projects_routes,
+    receipts_routes,
     webhook_routes,
 )
 from faregate.api.deps import csrf_guard
@@ -94,6 +95,7 @@ def create_web(lifespan: Callable[[Any], AbstractAsyncContextManager[None]],
     api.include_router(keys_routes.router, tags=["api-keys"])
     api.include_router(audit_routes.router, tags=["audit"])
     api.include_router(billing_routes.router, tags=["billing"])
+    api.include_router(receipts_routes.router, tags=["billing"])
     app.include_router(api)
     app.include_router(webhook_routes.router)
     for router in extra:

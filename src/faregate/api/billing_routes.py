@@ -11,7 +11,7 @@ from fastapi import APIRouter, Header, Response
 from pydantic import BaseModel, Field
 
 from faregate.api.deps import ClientInfo, Ctx, CurrentUser
-from faregate.billing import methods, state
+from faregate.billing import methods, redemption, state
 from faregate.billing.amounts import parse_amount
 from faregate.billing.charges import Attempt, Policy, list_attempts, top_up
 from faregate.billing.messages import decline_message
@@ -303,3 +303,28 @@ async def credit_history(org_id: str, ctx: Ctx, user: CurrentUser, limit: int = 
     return await ctx.db.run(run)
 
 
+
+
+class RedeemIn(BaseModel):
+    code: str = Field(min_length=1, max_length=64)
+
+
+class Redeemed(BaseModel):
+    amount: Money
+    balance: Money
+
+
+@router.post("/orgs/{org_id}/redeem", response_model=Redeemed,
+             summary="Redeem a code for credit (owner)")
+async def redeem_code(org_id: str, body: RedeemIn, ctx: Ctx, user: CurrentUser,
+                      client: ClientInfo) -> Redeemed:
+    await ctx.db.run(lambda conn: redemption.gate(
+        conn, organization_id=org_id, user_id=user.user_id, ip=client.ip,
+        secret=ctx.session_secret))
+
+    def run(conn: sa.Connection) -> Redeemed:
+        t = redemption.redeem(conn, code=body.code, organization_id=org_id,
+                              user_id=user.user_id, ip=client.ip, secret=ctx.session_secret)
+        b = balance(conn, org_account_id(conn, org_id))
+        return Redeemed(amount=_money(t.amount_nano), balance=_money(b.balance_nano))
+    return await ctx.db.run(run)

@@ -20,9 +20,9 @@ from sqlalchemy.exc import IntegrityError
 
 from faregate.billing import state
 from faregate.billing.amounts import CURRENCY, nano_to_cents
-from faregate.billing.credit import credit_payment
 from faregate.billing.customers import ensure_customer
 from faregate.billing.methods import get_method
+from faregate.billing.settle import payment_succeeded
 from faregate.db.runner import Database
 from faregate.db.schema import charge_attempts
 from faregate.errors import Conflict, InvalidRequest
@@ -141,9 +141,9 @@ def _finish(conn: sa.Connection, *, processor: str, attempt_id: str, charge: Cha
                                      "decline_code": charge.decline_code,
                                      "message": charge.message, "updated_at": now}
         if status == "succeeded":
-            credit_payment(conn, processor=processor, charge=charge, organization_id=org)
+            payment_succeeded(conn, processor=processor, charge=charge, organization_id=org,
+                              reinstate=policy.reinstate_on_payment)
             values["credited_at"] = row.credited_at or now
-            state.record_successful_charge(conn, org, reinstate=policy.reinstate_on_payment)
         elif status == "failed" and row.status == "pending":
             suspended_now = state.record_failed_charge(
                 conn, org, threshold=policy.failures_to_suspend,

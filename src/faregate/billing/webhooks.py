@@ -13,7 +13,9 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from faregate.billing import state
-from faregate.billing.credit import credit_payment, organization_of_customer
+from faregate.billing.credit import organization_of_customer
+from faregate.billing.refunds import take_back
+from faregate.billing.settle import payment_succeeded
 from faregate.db.schema import charge_attempts, webhook_events
 from faregate.payments.processor import WebhookEvent
 
@@ -46,8 +48,8 @@ def apply_event(conn: sa.Connection, *, processor: str, event: WebhookEvent,
         attempt = conn.execute(sa.select(charge_attempts).where(
             charge_attempts.c.payment_id == payment.payment_id).with_for_update()).first()
         if org is not None and event.type in _SUCCEEDED and payment.status == "succeeded":
-            credit_payment(conn, processor=processor, charge=payment, organization_id=org)
-            state.record_successful_charge(conn, org, reinstate=reinstate_on_payment)
+            payment_succeeded(conn, processor=processor, charge=payment, organization_id=org,
+                              reinstate=reinstate_on_payment)
             if attempt is not None:
                 conn.execute(charge_attempts.update()
                              .where(charge_attempts.c.id == attempt.id)
@@ -63,6 +65,20 @@ def apply_event(conn: sa.Connection, *, processor: str, event: WebhookEvent,
                          .values(status="failed", decline_code=payment.decline_code,
                                  message=payment.message, updated_at=now))
             result = Applied(False, False, org, suspended)
+        elif org is not None and event.type == "charge.refunded" and \
+                event.refunded_minor is not None:
+            take_back(conn, processor=processor, organization_id=org,
+                      reference=payment.payment_id, total_minor=event.refunded_minor,
+                      kind="refund", actor=f"{processor}:webhook")
+            result = Applied(False, False, org)
+        elif org is not None and event.type == "charge.dispute.created":
+            # The disputed amount is withdrawn at once; a dispute won is returned by the
+            # operator (a grant), as the outcome may take months.
+            take_back(conn, processor=processor, organization_id=org,
+                      reference=event.dispute_id or payment.payment_id,
+                      total_minor=payment.amount_minor, kind="dispute",
+                      actor=f"{processor}:webhook")
+            result = Applied(False, False, org)
     conn.execute(webhook_events.update().where(webhook_events.c.processor == processor,
                                                webhook_events.c.event_id == event.event_id)
                  .values(processed_at=now))

@@ -448,6 +448,8 @@ billing_states = sa.Table(
     sa.Column("auto_recharge_amount_nano", Money, nullable=True),
     sa.Column("auto_recharge_method_id", sa.String(40), nullable=True),
     sa.Column("updated_at", Now, nullable=False),
+    # What refunds and disputes took back beyond the balance (booked to platform:receivables).
+    sa.Column("owed_nano", Money, nullable=False, server_default="0"),
 )
 
 # Webhook events, stored once per (processor, event id): redelivery is harmless.
@@ -459,4 +461,49 @@ webhook_events = sa.Table(
     sa.Column("payment_id", sa.String(80), nullable=True),
     sa.Column("received_at", Now, nullable=False),
     sa.Column("processed_at", Now, nullable=True),
+)
+
+# One numbered receipt per successful payment.
+receipts = sa.Table(
+    "receipts", metadata,
+    sa.Column("number", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("organization_id", sa.String(40), sa.ForeignKey("organizations.id"), nullable=False,
+              index=True),
+    sa.Column("processor", sa.String(16), nullable=False),
+    sa.Column("payment_id", sa.String(80), nullable=False, unique=True),
+    sa.Column("amount_nano", Money, nullable=False),
+    sa.Column("brand", sa.String(20), nullable=True),
+    sa.Column("last4", sa.String(4), nullable=True),
+    sa.Column("balance_after_nano", Money, nullable=False),
+    sa.Column("created_at", Now, nullable=False),
+)
+
+# Codes of a fixed value the operator issues; stored as keyed hashes.
+redemption_codes = sa.Table(
+    "redemption_codes", metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("code_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("hint", sa.String(8), nullable=False),
+    sa.Column("amount_nano", Money, nullable=False),
+    sa.Column("created_by", sa.String(200), nullable=False),
+    sa.Column("created_at", Now, nullable=False),
+    sa.Column("expires_at", Now, nullable=True),
+    sa.Column("redeemed_at", Now, nullable=True),
+    sa.Column("redeemed_by_organization", sa.String(40), nullable=True),
+    sa.Column("redeemed_by_user", sa.String(40), nullable=True),
+    sa.CheckConstraint("amount_nano > 0", name="positive"),
+)
+
+# Risk decisions on card binding, kept with their reason.
+risk_decisions = sa.Table(
+    "risk_decisions", metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+              autoincrement=True),
+    sa.Column("organization_id", sa.String(40), nullable=False, index=True),
+    sa.Column("ip", sa.String(64), nullable=True),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("decision", sa.String(8), nullable=False),
+    sa.Column("reason", sa.String(300), nullable=False),
+    sa.Column("created_at", Now, nullable=False),
+    sa.CheckConstraint("decision IN ('allow', 'review', 'block')", name="decision"),
 )

@@ -1,0 +1,7 @@
+"""/api endpoints: receipts (being written)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter()

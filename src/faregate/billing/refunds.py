@@ -1,0 +1,82 @@
+"""Refunds and disputes: money leaves the organization's balance back to the processor's
+clearing account. Credit already spent cannot be taken back from the balance (it never goes
+negative): that shortfall is booked to `platform:receivables` as what the organization owes,
+and billing stays suspended until a later payment has settled it."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from faregate.billing import state
+from faregate.billing.amounts import cents_to_nano
+from faregate.billing.credit import CLEARING
+from faregate.db.schema import billing_states, transfers
+from faregate.kit.money import nano_to_usd
+from faregate.ledger.accounts import account_id, lock_available, org_account_id
+from faregate.ledger.transfers import post_transfer
+
+RECEIVABLES = "platform:receivables"
+
+
+def _booked(conn: sa.Connection, prefix: str) -> int:
+    return int(conn.execute(sa.select(sa.func.coalesce(sa.func.sum(transfers.c.amount_nano), 0))
+                            .where(transfers.c.idempotency_key.like(f"{prefix}%"))).scalar_one())
+
+
+def take_back(conn: sa.Connection, *, processor: str, organization_id: str, reference: str,
+              total_minor: int, kind: str, actor: str) -> int:
+    """Bring what was taken back for `reference` (a payment's refunds, or a dispute) up to
+    `total_minor`. Idempotent: replaying an event or a lower total books nothing. Returns the
+    nano-USD newly owed (not covered by the balance)."""
+    prefix = f"{kind}:{processor}:{reference}:"
+    already = _booked(conn, prefix)
+    delta = cents_to_nano(total_minor) - already
+    if delta <= 0:
+        return 0
+    acct = org_account_id(conn, organization_id)
+    take = min(delta, max(0, lock_available(conn, acct)))
+    clearing = account_id(conn, CLEARING[processor])
+    if take:
+        post_transfer(conn, debit_account_id=acct, credit_account_id=clearing, amount_nano=take,
+                      kind=kind, actor=actor, reason=f"{kind} of {reference}",
+                      idempotency_key=f"{prefix}{already + take}:balance")
+    owed = delta - take
+    if owed:
+        post_transfer(conn, debit_account_id=account_id(conn, RECEIVABLES),
+                      credit_account_id=clearing, amount_nano=owed, kind=f"{kind}_owed",
+                      actor=actor, reason=f"{kind} of {reference}: credit already spent",
+                      idempotency_key=f"{prefix}{already + delta}:owed")
+        st = state.get_state(conn, organization_id, lock=True)
+        conn.execute(billing_states.update()
+                     .where(billing_states.c.organization_id == organization_id)
+                     .values(owed_nano=billing_states.c.owed_nano + owed))
+        if not st.suspended:
+            state.suspend(conn, organization_id, actor=actor,
+                          reason=f"a {kind} took back ${nano_to_usd(owed)} of credit already "
+                                 "spent; a payment will settle it")
+    return owed
+
+
+def settle_owed(conn: sa.Connection, organization_id: str, *, actor: str) -> int:
+    """After a payment: repay what the organization owes from its balance; returns what was
+    repaid. The caller lifts the suspension once nothing is owed."""
+    st = conn.execute(sa.select(billing_states.c.owed_nano).where(
+        billing_states.c.organization_id == organization_id)).scalar()
+    owed = int(st or 0)
+    if owed <= 0:
+        return 0
+    acct = org_account_id(conn, organization_id)
+    pay = min(owed, max(0, lock_available(conn, acct)))
+    if pay:
+        post_transfer(conn, debit_account_id=acct,
+                      credit_account_id=account_id(conn, RECEIVABLES), amount_nano=pay,
+                      kind="owed_settled", actor=actor, reason="settles a refund or dispute")
+        conn.execute(billing_states.update()
+                     .where(billing_states.c.organization_id == organization_id)
+                     .values(owed_nano=billing_states.c.owed_nano - pay))
+    return pay
+
+
+def owed(conn: sa.Connection, organization_id: str) -> int:
+    return int(conn.execute(sa.select(billing_states.c.owed_nano).where(
+        billing_states.c.organization_id == organization_id)).scalar() or 0)
