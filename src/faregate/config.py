@@ -128,6 +128,8 @@ class Settings(BaseSettings):
     # operator must (then set this to false).
     reinstate_on_payment: bool = True
     failed_charges_to_suspend: int = Field(default=2, ge=1)
+    # Card binding is refused from these networks (e.g. known proxy or data-centre ranges).
+    risk_blocked_networks: list[str] = Field(default_factory=list)
 
     @classmethod
     def settings_customise_sources(

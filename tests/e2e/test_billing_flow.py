@@ -265,3 +265,30 @@ def test_a_lost_recording_is_reconciled_without_a_second_charge(any_dep: Deploym
     assert any_dep.verify() == []
 
 
+
+
+def test_binding_from_a_blocked_network_is_refused(sqlite_dep: Deployment) -> None:
+    from faregate.db.schema import risk_decisions
+
+    server = sqlite_dep.start_server(FAREGATE_RISK_BLOCKED_NETWORKS='["127.0.0.0/8"]')
+    c, org = _owner(sqlite_dep, server.base_url)
+    r = _bind(c, org, "4242424242424242")
+    assert r.status_code == 403 and r.json()["error"]["code"] == "risk_blocked"
+    assert "proxy" in r.json()["error"]["message"]
+    with sqlite_dep.engine.begin() as conn:
+        rows = conn.execute(sa.select(risk_decisions.c.decision, risk_decisions.c.reason)).all()
+    assert [(d, "blocked network" in why) for d, why in rows] == [("block", True)]
+    assert c.get(f"/api/orgs/{org}/billing").json()["payment_methods"] == []
+
+
+def test_risk_decisions_are_recorded(sqlite_dep: Deployment) -> None:
+    from faregate.db.schema import risk_decisions
+
+    server = sqlite_dep.start_server()
+    c, org = _owner(sqlite_dep, server.base_url)
+    assert _bind(c, org, "4000000000009995").status_code == 402
+    assert _bind(c, org, "4242424242424242").status_code == 201
+    with sqlite_dep.engine.begin() as conn:
+        rows = conn.execute(sa.select(risk_decisions.c.decision)
+                            .order_by(risk_decisions.c.id)).scalars().all()
+    assert rows == ["block", "allow"]

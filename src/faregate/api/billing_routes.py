@@ -195,7 +195,7 @@ async def add_payment_method(org_id: str, body: AddMethod, ctx: Ctx, user: Curre
         ctx.db, _processor(ctx), organization_id=org_id, user_id=user.user_id,
         email=user.email, method_id=body.payment_method_id, ip=client.ip,
         verification_nano=usd_to_nano(ctx.settings.card_verification_usd),
-        secret=ctx.session_secret)
+        secret=ctx.session_secret, blocked_networks=tuple(ctx.settings.risk_blocked_networks))
     return _method_out(info)
 
 

@@ -13,12 +13,13 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from faregate.audit import trail
+from faregate.billing import risk
 from faregate.billing.amounts import CURRENCY, nano_to_cents
 from faregate.billing.customers import ensure_customer
 from faregate.billing.messages import decline_message
 from faregate.db.runner import Database
 from faregate.db.schema import payment_methods
-from faregate.errors import InvalidRequest, NotFound, PaymentRefused
+from faregate.errors import InvalidRequest, NotFound, PaymentRefused, PermissionDenied, RateLimited
 from faregate.identity.access import require_member, require_owner
 from faregate.kit.ids import new_id
 from faregate.payments.processor import PaymentError, PaymentProcessor, SavedMethod
@@ -86,15 +87,33 @@ def _gate(conn: sa.Connection, organization_id: str, user_id: str, ip: str,
         limiter.record(conn, scope=scope, subject=subject, secret=secret)
 
 
+async def _decide(db: Database, organization_id: str, ip: str, decision: str,
+                  reason: str) -> None:
+    await db.run(lambda conn: risk.record(conn, organization_id=organization_id, ip=ip,
+                                          action="bind_card", decision=decision,
+                                          reason=reason))
+
+
 async def add_method(db: Database, processor: PaymentProcessor, *, organization_id: str,
                      user_id: str, email: str | None, method_id: str, ip: str,
-                     verification_nano: int, secret: bytes) -> MethodInfo:
+                     verification_nano: int, secret: bytes,
+                     blocked_networks: tuple[str, ...] = ()) -> MethodInfo:
+    await db.run(require_owner, organization_id, user_id)
+    if risk.network_blocked(ip, blocked_networks):
+        await _decide(db, organization_id, ip, "block", "client address in a blocked network")
+        raise PermissionDenied(risk.BLOCKED_NETWORK, code="risk_blocked")
     # Counted (and committed) before the processor is asked, so failures count too.
-    await db.run(_gate, organization_id, user_id, ip, secret)
+    try:
+        await db.run(_gate, organization_id, user_id, ip, secret)
+    except RateLimited:
+        await _decide(db, organization_id, ip, "block", "too many card attempts")
+        raise
     customer = await ensure_customer(db, processor, organization_id, email)
     try:
         saved = await processor.attach_method(customer_id=customer, method_id=method_id)
     except PaymentError as exc:
+        await _decide(db, organization_id, ip, "block",
+                      f"processor refused the card: {exc.decline_code or exc.code}")
         raise _refusal(exc) from None
     check = await processor.verify_card(
         customer_id=customer, method_id=saved.method_id,
@@ -102,6 +121,8 @@ async def add_method(db: Database, processor: PaymentProcessor, *, organization_
         idempotency_key=f"verify:{saved.method_id}")
     if check.status not in ("succeeded", "canceled"):
         await processor.detach_method(method_id=saved.method_id)
+        await _decide(db, organization_id, ip, "block",
+                      f"card check failed: {check.decline_code or check.status}")
         if check.status == "requires_action":
             raise PaymentRefused("Your bank asks to confirm this card; this card cannot be used "
                                  "for automatic payments here.", code="authentication_required")
@@ -110,7 +131,11 @@ async def add_method(db: Database, processor: PaymentProcessor, *, organization_
             "hold a $5 authorization.)", code=check.decline_code or "card_declined")
 
     def store(conn: sa.Connection) -> MethodInfo:
-        return _store(conn, processor.name, organization_id, user_id, saved, ip)
+        info = _store(conn, processor.name, organization_id, user_id, saved, ip)
+        risk.record(conn, organization_id=organization_id, ip=ip, action="bind_card",
+                    decision="allow", reason=f"{saved.card.brand} {saved.card.last4} held the "
+                                             "verification amount")
+        return info
     return await db.run(store)
 
 
