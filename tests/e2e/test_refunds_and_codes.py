@@ -124,3 +124,21 @@ def test_redemption_codes(any_dep: Deployment) -> None:
     kinds = [e["kind"] for e in c.get(f"/api/orgs/{org}/credit-history").json()["data"]]
     assert kinds == ["redemption"]
     assert any_dep.verify() == []
+
+
+def test_operator_refund_then_the_processor_event(any_dep: Deployment) -> None:
+    server = any_dep.start_server()
+    c, org = _owner(any_dep, server.base_url)
+    assert _bind(c, org, "4242424242424242").status_code == 201
+    assert c.post(f"/api/orgs/{org}/top-ups", {"amount_usd": "10"}).status_code == 201
+    pid = _payment(any_dep).id
+    out = json.loads(_cli(any_dep, "payments", "refund", str(pid), "--amount", "4", "--json"))
+    assert out == {"payment_id": pid, "owed_usd": "0"}
+    assert _usd(c, org) == "6"
+    _send(c, any_dep, "charge.refunded", str(pid))  # the processor's event: already booked
+    assert _usd(c, org) == "6"
+    with any_dep.engine.begin() as conn:
+        refunded = conn.execute(sa.select(sandbox_payments.c.refunded_minor)
+                                .where(sandbox_payments.c.id == pid)).scalar_one()
+    assert refunded == 400
+    assert any_dep.verify() == []

@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from faregate.audit import trail
 from faregate.billing import state
-from faregate.billing.amounts import cents_to_nano
+from faregate.billing.amounts import cents_to_nano, nano_to_cents
 from faregate.billing.credit import CLEARING
-from faregate.db.schema import billing_states, transfers
+from faregate.db.runner import Database
+from faregate.db.schema import billing_states, receipts, transfers
+from faregate.errors import NotFound, Refused
 from faregate.kit.money import nano_to_usd
 from faregate.ledger.accounts import account_id, lock_available, org_account_id
 from faregate.ledger.transfers import post_transfer
+from faregate.payments.processor import PaymentProcessor
 
 RECEIVABLES = "platform:receivables"
 
@@ -80,3 +84,37 @@ def settle_owed(conn: sa.Connection, organization_id: str, *, actor: str) -> int
 def owed(conn: sa.Connection, organization_id: str) -> int:
     return int(conn.execute(sa.select(billing_states.c.owed_nano).where(
         billing_states.c.organization_id == organization_id)).scalar() or 0)
+
+
+def organization_of_payment(conn: sa.Connection, payment_id: str) -> str | None:
+    found = conn.execute(sa.select(receipts.c.organization_id)
+                         .where(receipts.c.payment_id == payment_id)).scalar()
+    return str(found) if found is not None else None
+
+
+async def refund_payment(db: Database, processor: PaymentProcessor, *, payment_id: str,
+                         amount_nano: int | None, actor: str, idempotency_key: str) -> int:
+    """Refund a payment to the card (all of it, or `amount_nano`) and take the credit back at
+    once; the processor's later `charge.refunded` event finds it already booked. Returns the
+    nano-USD left owed (credit already spent)."""
+    org = await db.run(organization_of_payment, payment_id)
+    if org is None:
+        raise NotFound(f"No payment {payment_id!r} has been credited here.")
+    refund = await processor.refund(
+        payment_id=payment_id,
+        amount_minor=nano_to_cents(amount_nano) if amount_nano is not None else None,
+        idempotency_key=idempotency_key)
+    if refund.status == "failed":
+        raise Refused(f"The processor refused the refund {refund.refund_id}.")
+    prefix = f"refund:{processor.name}:{payment_id}:"
+
+    def book(conn: sa.Connection) -> int:
+        already = _booked(conn, prefix)
+        total_minor = nano_to_cents(already) + refund.amount_minor
+        trail.record(conn, action="payment.refunded", actor=actor, target=payment_id,
+                     organization_id=org, detail={"refund_id": refund.refund_id,
+                                                  "amount_minor": refund.amount_minor})
+        return take_back(conn, processor=processor.name, organization_id=org,
+                         reference=payment_id, total_minor=total_minor, kind="refund",
+                         actor=actor)
+    return await db.run(book)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import uuid
 from typing import Annotated
 
 import typer
 
 from faregate.billing.redemption import issue_codes, list_codes
+from faregate.billing.refunds import refund_payment
 from faregate.cli._edge import (
     JsonFlag,
     actor,
@@ -18,7 +21,10 @@ from faregate.cli._edge import (
     settings,
     transaction,
 )
+from faregate.db.engine import create_engine
+from faregate.db.runner import Database
 from faregate.kit.money import nano_to_usd
+from faregate.payments.factory import processor_from
 
 codes_app = typer.Typer(help="Redemption codes (prepaid credit without a card).",
                         no_args_is_help=True)
@@ -62,5 +68,44 @@ def codes_list(as_json: JsonFlag = False) -> None:
                           "redeemed_by"])
 
 
+
+
+payments_app = typer.Typer(help="Payments made through the processor.", no_args_is_help=True)
+
+
+@payments_app.command("refund")
+def payments_refund(
+    payment_id: Annotated[str, typer.Argument(metavar="PAYMENT_ID", help="pi_… of the top-up.")],
+    amount_usd: Annotated[str | None, typer.Option(
+        "--amount", help="Part of the payment, in USD; default all.")] = None,
+    idempotency_key: Annotated[str | None, typer.Option(
+        help="Repeating the command with the same key refunds only once.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Refund a top-up to the card and take its credit back (what was already spent is owed,
+    and billing is suspended until a payment settles it)."""
+    amount = parse_usd(amount_usd, "--amount", positive=True) if amount_usd else None
+    key = idempotency_key or f"cli-refund:{uuid.uuid4().hex}"
+    s = settings()
+
+    async def run() -> int:
+        db = Database(create_engine(s.resolved_database_url, pool_size=1), threads=1)
+        processor = processor_from(s, db)
+        try:
+            return await refund_payment(db, processor, payment_id=payment_id,
+                                        amount_nano=amount, actor=actor(),
+                                        idempotency_key=key)
+        finally:
+            await processor.aclose()
+            db.close()
+    owed_nano = asyncio.run(run())
+    data = {"payment_id": payment_id, "owed_usd": nano_to_usd(owed_nano)}
+    if as_json:
+        emit_json(data)
+    else:
+        typer.echo(f"refunded {payment_id}; owed after the refund: ${nano_to_usd(owed_nano)}")
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(codes_app, name="codes")
+    app.add_typer(payments_app, name="payments")
