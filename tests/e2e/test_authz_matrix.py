@@ -41,7 +41,10 @@ OWNER_ONLY = {
     ("GET", "/api/orgs/{org_id}/billing"), ("POST", "/api/orgs/{org_id}/payment-methods"),
     ("DELETE", "/api/orgs/{org_id}/payment-methods/{method_id}"),
     ("POST", "/api/orgs/{org_id}/top-ups"), ("GET", "/api/orgs/{org_id}/top-ups"),
-    ("PUT", "/api/orgs/{org_id}/auto-recharge"),
+    ("PUT", "/api/orgs/{org_id}/auto-recharge"), ("POST", "/api/orgs/{org_id}/redeem"),
+    ("GET", "/api/orgs/{org_id}/receipts"), ("GET", "/api/orgs/{org_id}/receipts/{number}"),
+    ("GET", "/api/orgs/{org_id}/receipts/{number}/html"),
+    ("GET", "/api/orgs/{org_id}/receipts/{number}/pdf"),
 }
 # A valid body for each endpoint that takes one (the request must pass validation, so that
 # the answer is the authorization decision).
@@ -65,6 +68,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/orgs/{org_id}/payment-methods"): {"payment_method_id": "pm_hijacked"},
     ("POST", "/api/orgs/{org_id}/top-ups"): {"amount_usd": "5"},
     ("PUT", "/api/orgs/{org_id}/auto-recharge"): {"enabled": False},
+    ("POST", "/api/orgs/{org_id}/redeem"): {"code": "FG-AAAA-BBBB-CCCC-DDDD"},
 }
 
 
@@ -108,7 +112,8 @@ def test_authorization_matrix(sqlite_dep: Deployment) -> None:
 
     card = _card(owner, org)
     ids = {"org_id": org, "user_id": member_id, "project_id": project, "key_id": key["id"],
-           "invitation_id": pending["id"], "session_id": owner_session, "method_id": card}
+           "invitation_id": pending["id"], "session_id": owner_session, "method_id": card,
+           "number": "1"}
     ops = _operations(owner)
     unclassified = [op for op in ops if op not in PUBLIC | PERSONAL | SIGNED
                     and "{org_id}" not in op[1]]
