@@ -45,6 +45,8 @@ OWNER_ONLY = {
     ("GET", "/api/orgs/{org_id}/receipts"), ("GET", "/api/orgs/{org_id}/receipts/{number}"),
     ("GET", "/api/orgs/{org_id}/receipts/{number}/html"),
     ("GET", "/api/orgs/{org_id}/receipts/{number}/pdf"),
+    ("POST", "/api/orgs/{org_id}/payment-methods/confirm"),
+    ("POST", "/api/orgs/{org_id}/top-ups/{attempt_id}/refresh"),
 }
 # A valid body for each endpoint that takes one (the request must pass validation, so that
 # the answer is the authorization decision).
@@ -69,6 +71,8 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/orgs/{org_id}/top-ups"): {"amount_usd": "5"},
     ("PUT", "/api/orgs/{org_id}/auto-recharge"): {"enabled": False},
     ("POST", "/api/orgs/{org_id}/redeem"): {"code": "FG-AAAA-BBBB-CCCC-DDDD"},
+    ("POST", "/api/orgs/{org_id}/payment-methods/confirm"): {
+        "payment_method_id": "pm_x", "verification_id": "pi_x"},
 }
 
 
@@ -113,7 +117,7 @@ def test_authorization_matrix(sqlite_dep: Deployment) -> None:
     card = _card(owner, org)
     ids = {"org_id": org, "user_id": member_id, "project_id": project, "key_id": key["id"],
            "invitation_id": pending["id"], "session_id": owner_session, "method_id": card,
-           "number": "1"}
+           "number": "1", "attempt_id": "ch_x"}
     ops = _operations(owner)
     unclassified = [op for op in ops if op not in PUBLIC | PERSONAL | SIGNED
                     and "{org_id}" not in op[1]]
@@ -121,7 +125,8 @@ def test_authorization_matrix(sqlite_dep: Deployment) -> None:
     missing_bodies = [op for op in ops if op[0] in ("POST", "PATCH", "PUT")
                       and op not in BODIES and op not in SIGNED
                       and op not in {("POST", "/api/auth/signout"),
-                                     ("POST", "/api/auth/verify-email/resend")}]
+                                     ("POST", "/api/auth/verify-email/resend"),
+                                     ("POST", "/api/orgs/{org_id}/top-ups/{attempt_id}/refresh")}]
     assert missing_bodies == [], "give every new endpoint that takes a body a valid sample"
 
     for method, template in ops:

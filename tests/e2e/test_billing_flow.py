@@ -292,3 +292,53 @@ def test_risk_decisions_are_recorded(sqlite_dep: Deployment) -> None:
         rows = conn.execute(sa.select(risk_decisions.c.decision)
                             .order_by(risk_decisions.c.id)).scalars().all()
     assert rows == ["block", "allow"]
+
+
+def test_3d_secure_binding_and_top_up(any_dep: Deployment) -> None:
+    server = any_dep.start_server()
+    c, org = _owner(any_dep, server.base_url)
+    # 3155: the bank asks to authenticate the $5 check; after that the card is bound.
+    r = _bind(c, org, "4000002500003155")
+    assert r.status_code == 202, r.text
+    pending = r.json()
+    assert pending["status"] == "requires_action" and pending["client_secret"]
+    early = c.post(f"/api/orgs/{org}/payment-methods/confirm",
+                   {"payment_method_id": pending["payment_method_id"],
+                    "verification_id": pending["verification_id"]})
+    assert early.status_code == 402 and early.json()["error"]["code"] == \
+        "authentication_required"
+    done = c.http.post(pending["confirm_url"], json={"client_secret": pending["client_secret"],
+                                                     "authentication": "complete"})
+    assert done.status_code == 200, done.text
+    r = c.post(f"/api/orgs/{org}/payment-methods/confirm",
+               {"payment_method_id": pending["payment_method_id"],
+                "verification_id": pending["verification_id"]})
+    assert r.status_code == 201, r.text
+    card = r.json()["id"]
+    # On-session payments with this card always ask the bank: 202, authenticate, refresh.
+    r = c.post(f"/api/orgs/{org}/top-ups", {"amount_usd": "10", "payment_method_id": card})
+    assert r.status_code == 202, r.text
+    attempt = r.json()
+    assert attempt["status"] == "requires_action" and _usd(c, org) == "0"
+    assert c.http.post(attempt["confirm_url"], json={
+        "client_secret": attempt["client_secret"], "authentication": "complete"}
+        ).status_code == 200
+    r = c.post(f"/api/orgs/{org}/top-ups/{attempt['id']}/refresh")
+    assert r.status_code == 200 and r.json()["status"] == "succeeded", r.text
+    assert _usd(c, org) == "10"
+    # Refreshing again changes nothing.
+    assert c.post(f"/api/orgs/{org}/top-ups/{attempt['id']}/refresh").json()["credited"]
+    assert _usd(c, org) == "10"
+    # 3184 with a failed authentication: not bound.
+    r = _bind(c, org, "4000002760003184")
+    assert r.status_code == 202
+    p = r.json()
+    c.http.post(p["confirm_url"], json={"client_secret": p["client_secret"],
+                                        "authentication": "fail"})
+    r = c.post(f"/api/orgs/{org}/payment-methods/confirm",
+               {"payment_method_id": p["payment_method_id"],
+                "verification_id": p["verification_id"]})
+    assert r.status_code == 402
+    cards = c.get(f"/api/orgs/{org}/billing").json()["payment_methods"]
+    assert [m["last4"] for m in cards] == ["3155"]
+    assert any_dep.verify() == []

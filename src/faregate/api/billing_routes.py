@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 from faregate.api.deps import ClientInfo, Ctx, CurrentUser
 from faregate.billing import methods, redemption, state
 from faregate.billing.amounts import parse_amount
-from faregate.billing.charges import Attempt, Policy, list_attempts, top_up
+from faregate.billing.charges import Attempt, Policy, list_attempts, refresh_attempt, top_up
 from faregate.billing.messages import decline_message
 from faregate.billing.notices import suspension_notices
 from faregate.config import Settings
@@ -102,6 +102,10 @@ class AttemptOut(BaseModel):
     id: str
     kind: str
     status: str
+    client_secret: str | None = Field(default=None, description="requires_action only: "
+                                      "authenticate "
+                                      "with it, then POST …/top-ups/{id}/refresh.")
+    confirm_url: str | None = None
     amount: Money
     payment_method_id: str | None
     decline_code: str | None
@@ -187,15 +191,56 @@ async def get_billing(org_id: str, ctx: Ctx, user: CurrentUser) -> BillingOut:
     return await ctx.db.run(run)
 
 
-@router.post("/orgs/{org_id}/payment-methods", response_model=MethodOut, status_code=201,
-             summary='"Add payment details": save a tokenized card after a $5 check (owner)')
+class BindingPending(BaseModel):
+    status: Literal["requires_action"] = "requires_action"
+    payment_method_id: str
+    verification_id: str
+    client_secret: str | None
+    confirm_url: str | None = Field(description="The sandbox's 3-D Secure stand-in (POST "
+                                    "{client_secret, authentication: complete|fail}); with "
+                                    "Stripe, use Stripe.js handleNextAction instead.")
+
+
+class ConfirmMethod(BaseModel):
+    payment_method_id: str = Field(min_length=3, max_length=80)
+    verification_id: str = Field(min_length=3, max_length=80)
+
+
+def _confirm_url(ctx: object, payment_id: str) -> str | None:
+    p = _processor(ctx)
+    return f"/sandbox/v1/payment_intents/{payment_id}/confirm" if p.name == "sandbox" else None
+
+
+@router.post("/orgs/{org_id}/payment-methods", response_model=MethodOut | BindingPending,
+             status_code=201,
+             summary='"Add payment details": save a tokenized card after a $5 check (owner)',
+             description="201 with the saved card; or 202 when the bank asks the cardholder "
+             "to authenticate the check: complete it, then POST …/payment-methods/confirm.")
 async def add_payment_method(org_id: str, body: AddMethod, ctx: Ctx, user: CurrentUser,
-                             client: ClientInfo) -> MethodOut:
+                             client: ClientInfo, response: Response
+                             ) -> MethodOut | BindingPending:
     info = await methods.add_method(
         ctx.db, _processor(ctx), organization_id=org_id, user_id=user.user_id,
         email=user.email, method_id=body.payment_method_id, ip=client.ip,
         verification_nano=usd_to_nano(ctx.settings.card_verification_usd),
         secret=ctx.session_secret, blocked_networks=tuple(ctx.settings.risk_blocked_networks))
+    if isinstance(info, methods.PendingBinding):
+        response.status_code = 202
+        return BindingPending(payment_method_id=info.method_id,
+                              verification_id=info.verification_id,
+                              client_secret=info.client_secret,
+                              confirm_url=_confirm_url(ctx, info.verification_id))
+    return _method_out(info)
+
+
+@router.post("/orgs/{org_id}/payment-methods/confirm", response_model=MethodOut,
+             status_code=201, summary="Finish binding a card after 3-D Secure (owner)")
+async def confirm_payment_method(org_id: str, body: ConfirmMethod, ctx: Ctx,
+                                 user: CurrentUser, client: ClientInfo) -> MethodOut:
+    info = await methods.confirm_method(
+        ctx.db, _processor(ctx), organization_id=org_id, user_id=user.user_id,
+        email=user.email, method_id=body.payment_method_id,
+        verification_id=body.verification_id, ip=client.ip)
     return _method_out(info)
 
 
@@ -210,8 +255,11 @@ async def remove_payment_method(org_id: str, method_id: str, ctx: Ctx, user: Cur
 
 
 @router.post("/orgs/{org_id}/top-ups", response_model=AttemptOut, status_code=201,
-             summary="Top up with a saved card (owner); send an Idempotency-Key")
+             summary="Top up with a saved card (owner); send an Idempotency-Key",
+             description="201 when paid; 202 with a client_secret when the bank asks for "
+             "authentication (then POST …/top-ups/{id}/refresh); 402 when declined.")
 async def create_top_up(org_id: str, body: TopUpIn, ctx: Ctx, user: CurrentUser,
+                        response: Response,
                         idempotency_key: str | None = Header(None, max_length=200)
                         ) -> AttemptOut:
     s = ctx.settings
@@ -234,7 +282,24 @@ async def create_top_up(org_id: str, body: TopUpIn, ctx: Ctx, user: CurrentUser,
     if a.status == "error":
         raise InvalidRequest(a.message or "The payment could not be made.",
                              code=a.decline_code or "payment_error")
-    return _attempt_out(a)
+    out = _attempt_out(a)
+    if a.status == "requires_action":
+        response.status_code = 202
+        out.client_secret = outcome.client_secret
+        out.confirm_url = _confirm_url(ctx, a.payment_id) if a.payment_id else None
+    return out
+
+
+@router.post("/orgs/{org_id}/top-ups/{attempt_id}/refresh", response_model=AttemptOut,
+             summary="Finish a top-up after 3-D Secure (owner)")
+async def refresh_top_up(org_id: str, attempt_id: str, ctx: Ctx,
+                         user: CurrentUser) -> AttemptOut:
+    outcome = await refresh_attempt(ctx.db, _processor(ctx), organization_id=org_id,
+                                    user_id=user.user_id, attempt_id=attempt_id,
+                                    policy=policy(ctx.settings))
+    if outcome.suspended_now:
+        await _notify_suspension(ctx, org_id)
+    return _attempt_out(outcome.attempt)
 
 
 async def _notify_suspension(ctx: Ctx, org_id: str) -> None:

@@ -25,7 +25,7 @@ from faregate.billing.methods import get_method
 from faregate.billing.settle import payment_succeeded
 from faregate.db.runner import Database
 from faregate.db.schema import charge_attempts
-from faregate.errors import Conflict, InvalidRequest
+from faregate.errors import Conflict, InvalidRequest, NotFound
 from faregate.identity.access import require_owner
 from faregate.kit.ids import new_id
 from faregate.ledger.accounts import balance, org_account_id
@@ -61,6 +61,7 @@ class Outcome:
     attempt: Attempt
     suspended_now: bool = False  # this failure suspended billing (email the owners)
     replayed: bool = False  # an Idempotency-Key replay of an earlier request
+    client_secret: str | None = None  # requires_action: the browser authenticates with it
 
 
 def _attempt(r: sa.Row[tuple[object, ...]]) -> Attempt:
@@ -144,7 +145,7 @@ def _finish(conn: sa.Connection, *, processor: str, attempt_id: str, charge: Cha
             payment_succeeded(conn, processor=processor, charge=charge, organization_id=org,
                               reinstate=policy.reinstate_on_payment)
             values["credited_at"] = row.credited_at or now
-        elif status == "failed" and row.status == "pending":
+        elif status == "failed" and row.status in ("pending", "requires_action"):
             suspended_now = state.record_failed_charge(
                 conn, org, threshold=policy.failures_to_suspend,
                 reason=charge.decline_code or "declined")
@@ -160,7 +161,10 @@ def _finish(conn: sa.Connection, *, processor: str, attempt_id: str, charge: Cha
                                  message=error.message[:300], updated_at=now))
     attempt = get_attempt(conn, attempt_id)
     bal = balance(conn, org_account_id(conn, org)).balance_nano
-    return Outcome(dataclasses.replace(attempt, balance_after_nano=bal), suspended_now)
+    secret = charge.client_secret if charge is not None and charge.status == "requires_action" \
+        else None
+    return Outcome(dataclasses.replace(attempt, balance_after_nano=bal), suspended_now,
+                   client_secret=secret)
 
 
 async def charge_saved_card(db: Database, processor: PaymentProcessor, *, organization_id: str,
@@ -207,6 +211,27 @@ async def top_up(db: Database, processor: PaymentProcessor, *, organization_id: 
                                    kind="topup", amount_nano=amount_nano, method_ref=method_ref,
                                    client_key=client_key, user_id=user_id, email=email,
                                    policy=policy)
+
+
+async def refresh_attempt(db: Database, processor: PaymentProcessor, *, organization_id: str,
+                          user_id: str, attempt_id: str, policy: Policy) -> Outcome:
+    """After the cardholder authenticated (3-D Secure): read the payment from the processor
+    and finish the attempt (credit it, or count the failure)."""
+    def load(conn: sa.Connection) -> Attempt:
+        require_owner(conn, organization_id, user_id)
+        row = conn.execute(sa.select(charge_attempts).where(
+            charge_attempts.c.id == attempt_id,
+            charge_attempts.c.organization_id == organization_id)).first()
+        if row is None:
+            raise NotFound("No such payment attempt.")
+        return _attempt(row)
+    attempt = await db.run(load)
+    if attempt.status not in ("requires_action", "pending") or attempt.payment_id is None:
+        return Outcome(attempt)
+    charge = await processor.retrieve_payment(attempt.payment_id)
+    return await db.run(lambda conn: _finish(conn, processor=processor.name,
+                                             attempt_id=attempt_id, charge=charge, error=None,
+                                             policy=policy))
 
 
 def stale_attempts(conn: sa.Connection, *, older_than_s: int = 60,

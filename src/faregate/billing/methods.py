@@ -22,7 +22,7 @@ from faregate.db.schema import payment_methods
 from faregate.errors import InvalidRequest, NotFound, PaymentRefused, PermissionDenied, RateLimited
 from faregate.identity.access import require_member, require_owner
 from faregate.kit.ids import new_id
-from faregate.payments.processor import PaymentError, PaymentProcessor, SavedMethod
+from faregate.payments.processor import Charge, PaymentError, PaymentProcessor, SavedMethod
 from faregate.throttle import limiter
 
 CARD_ATTEMPTS_PER_ORG_PER_HOUR = 10
@@ -94,10 +94,20 @@ async def _decide(db: Database, organization_id: str, ip: str, decision: str,
                                           reason=reason))
 
 
+@dataclass(frozen=True, slots=True)
+class PendingBinding:
+    """The bank asks the cardholder to authenticate the $5 check (3-D Secure): the browser
+    completes it with `client_secret`, then `confirm_method` finishes the binding."""
+
+    method_id: str
+    verification_id: str
+    client_secret: str | None
+
+
 async def add_method(db: Database, processor: PaymentProcessor, *, organization_id: str,
                      user_id: str, email: str | None, method_id: str, ip: str,
                      verification_nano: int, secret: bytes,
-                     blocked_networks: tuple[str, ...] = ()) -> MethodInfo:
+                     blocked_networks: tuple[str, ...] = ()) -> MethodInfo | PendingBinding:
     await db.run(require_owner, organization_id, user_id)
     if risk.network_blocked(ip, blocked_networks):
         await _decide(db, organization_id, ip, "block", "client address in a blocked network")
@@ -119,13 +129,40 @@ async def add_method(db: Database, processor: PaymentProcessor, *, organization_
         customer_id=customer, method_id=saved.method_id,
         amount_minor=nano_to_cents(verification_nano), currency=CURRENCY,
         idempotency_key=f"verify:{saved.method_id}")
-    if check.status not in ("succeeded", "canceled"):
+    if check.status == "requires_action" and check.payment_id is not None:
+        await _decide(db, organization_id, ip, "review", "the bank asks for authentication")
+        return PendingBinding(saved.method_id, check.payment_id, check.client_secret)
+    return await _finish_binding(db, processor, organization_id, user_id, ip, saved, check)
+
+
+async def confirm_method(db: Database, processor: PaymentProcessor, *, organization_id: str,
+                         user_id: str, email: str | None, method_id: str,
+                         verification_id: str, ip: str) -> MethodInfo:
+    """After the cardholder authenticated the $5 check: bind the card if it held it."""
+    await db.run(require_owner, organization_id, user_id)
+    customer = await ensure_customer(db, processor, organization_id, email)
+    try:
+        check = await processor.retrieve_payment(verification_id)
+    except PaymentError:
+        raise NotFound("No such card check.", param="verification_id") from None
+    # The processor's record must say this card, of this organization's customer.
+    if check.customer_id != customer or check.method_id != method_id:
+        raise NotFound("No such card check.", param="verification_id")
+    if check.status == "requires_action":
+        raise PaymentRefused("The bank's authentication is not complete yet.",
+                             code="authentication_required")
+    saved = await processor.attach_method(customer_id=customer, method_id=method_id)
+    return await _finish_binding(db, processor, organization_id, user_id, ip, saved, check)
+
+
+async def _finish_binding(db: Database, processor: PaymentProcessor, organization_id: str,
+                          user_id: str, ip: str, saved: SavedMethod,
+                          check: Charge) -> MethodInfo:
+    held = check.status in ("succeeded", "canceled") and check.decline_code is None
+    if not held:
         await processor.detach_method(method_id=saved.method_id)
         await _decide(db, organization_id, ip, "block",
                       f"card check failed: {check.decline_code or check.status}")
-        if check.status == "requires_action":
-            raise PaymentRefused("Your bank asks to confirm this card; this card cannot be used "
-                                 "for automatic payments here.", code="authentication_required")
         raise PaymentRefused(
             f"{decline_message(check.decline_code, check.message)} (A card must be able to "
             "hold a $5 authorization.)", code=check.decline_code or "card_declined")
