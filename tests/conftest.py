@@ -6,9 +6,13 @@ Subfolders add their own conftest.py for everything else.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import Engine
 
+from faregate.db.engine import create_engine
+from faregate.db.migrate import upgrade
 from tests import services
 
 PG_FIXTURES = {"pg_admin_url", "pg_database", "make_pg_database"}
@@ -32,6 +36,19 @@ def make_pg_database(pg_admin_url: str) -> Iterator[Callable[[], str]]:
 def pg_database(make_pg_database: Callable[[], str]) -> str:
     """URL (postgresql+psycopg://) of a fresh empty database, dropped after the test."""
     return make_pg_database()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """A freshly migrated database: the same test runs on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'faregate.db'}"
+    else:
+        url = request.getfixturevalue("pg_database")
+    upgrade(url)
+    eng = create_engine(url)
+    yield eng
+    eng.dispose()
 
 
 @pytest.fixture(scope="session")

@@ -5,14 +5,11 @@ from __future__ import annotations
 import datetime as dt
 import functools
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import Engine
 
 from faregate.audit.trail import AuditEvent, list_events
-from faregate.db.engine import create_engine
-from faregate.db.migrate import upgrade
 from faregate.db.runner import Database
 from faregate.db.schema import memberships
 from faregate.identity.passwords import hash_password
@@ -26,17 +23,6 @@ RULES = AuthRules(public_url="https://fg.example.com", sign_in_attempts_per_acco
                   sign_in_attempts_per_ip=6, sign_ups_per_ip_per_hour=3,
                   password_resets_per_account_per_hour=2, password_resets_per_ip_per_hour=4)
 
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'identity.db'}"
-    else:
-        url = request.getfixturevalue("pg_database")
-    upgrade(url)
-    eng = create_engine(url)
-    yield eng
-    eng.dispose()
 
 
 @pytest.fixture

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import Engine
 
-from faregate.db.engine import create_engine
-from faregate.db.migrate import upgrade
 from faregate.db.runner import Database
 from faregate.payments.processor import BillingDetails
 from faregate.payments.sandbox import SandboxProcessor, tokenize
@@ -23,17 +20,6 @@ EXP_YEAR = 2034
 def cvc_for(number: str) -> str:
     return "7391" if number.startswith(("34", "37")) else "739"
 
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'sandbox.db'}"
-    else:
-        url = request.getfixturevalue("pg_database")
-    upgrade(url)
-    eng = create_engine(url)
-    yield eng
-    eng.dispose()
 
 
 @pytest.fixture

@@ -243,7 +243,7 @@ async def test_no_sandbox_row_holds_a_card_number_or_cvc(
                         assert cvc not in text, (table.name, column, text)
     assert checked > 200
     # Nor anywhere in the database's files (SQLite), nor in any log record.
-    files = list(tmp_path.glob("sandbox.db*"))
+    files = list(tmp_path.glob("faregate.db*"))
     assert files or engine.dialect.name != "sqlite"
     for path in files:
         raw = path.read_bytes()

@@ -5,16 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from faregate.audit.trail import list_events
-from faregate.db.engine import create_engine
-from faregate.db.migrate import upgrade
 from faregate.db.schema import phone_codes, users
 from faregate.errors import InvalidRequest, RateLimited
 from faregate.identity.users import create_user
@@ -41,17 +37,6 @@ CN_E164 = "+8613800138000"
 IP = "203.0.113.5"
 RULES = PhoneRules()
 
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'phone.db'}"
-    else:
-        url = request.getfixturevalue("pg_database")
-    upgrade(url)
-    eng = create_engine(url)
-    yield eng
-    eng.dispose()
 
 
 def new_user(engine: Engine, email: str = "p@example.com") -> str:

@@ -80,11 +80,9 @@ def default_method(conn: sa.Connection, organization_id: str) -> str | None:
 def _gate(conn: sa.Connection, organization_id: str, user_id: str, ip: str,
           secret: bytes) -> None:
     require_owner(conn, organization_id, user_id)
-    for scope, subject, limit in (("card_org", organization_id, CARD_ATTEMPTS_PER_ORG_PER_HOUR),
-                                  ("card_ip", ip, CARD_ATTEMPTS_PER_IP_PER_HOUR)):
-        limiter.check(conn, scope=scope, subject=subject, limit=limit, window_s=3600,
-                      secret=secret, message="Too many attempts to add a card.")
-        limiter.record(conn, scope=scope, subject=subject, secret=secret)
+    limiter.gate(conn, limits=[("card_org", organization_id, CARD_ATTEMPTS_PER_ORG_PER_HOUR),
+                               ("card_ip", ip, CARD_ATTEMPTS_PER_IP_PER_HOUR)],
+                 window_s=3600, secret=secret, message="Too many attempts to add a card.")
 
 
 async def _decide(db: Database, organization_id: str, ip: str, decision: str,

@@ -77,11 +77,9 @@ def gate(conn: sa.Connection, *, organization_id: str, user_id: str, ip: str,
          secret: bytes) -> None:
     """Owner check and attempt counting, committed before the code is looked at."""
     require_owner(conn, organization_id, user_id)
-    for scope, subject, limit in (("redeem_user", user_id, ATTEMPTS_PER_USER_PER_HOUR),
-                                  ("redeem_ip", ip, ATTEMPTS_PER_IP_PER_HOUR)):
-        limiter.check(conn, scope=scope, subject=subject, limit=limit, window_s=3600,
-                      secret=secret, message="Too many redemption attempts.")
-        limiter.record(conn, scope=scope, subject=subject, secret=secret)
+    limiter.gate(conn, limits=[("redeem_user", user_id, ATTEMPTS_PER_USER_PER_HOUR),
+                               ("redeem_ip", ip, ATTEMPTS_PER_IP_PER_HOUR)],
+                 window_s=3600, secret=secret, message="Too many redemption attempts.")
 
 
 def redeem(conn: sa.Connection, *, code: str, organization_id: str, user_id: str, ip: str,

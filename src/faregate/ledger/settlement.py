@@ -146,6 +146,16 @@ def _deduct_leases(conn: sa.Connection, items: Sequence[Settlement], out: BatchO
                              tuple(x for pair in rows for x in pair))
 
 
+def _debit_available(conn: sa.Connection, acct: int, amount: int) -> None:
+    """Debit what the row lock guarantees is available (credits - debits - held)."""
+    done = conn.execute(
+        accounts.update()
+        .where(accounts.c.id == acct,
+               accounts.c.credits_nano - accounts.c.debits_nano - accounts.c.held_nano >= amount)
+        .values(debits_nano=accounts.c.debits_nano + amount))
+    assert done.rowcount == 1, "available balance changed under a row lock"
+
+
 def _charge_rest(conn: sa.Connection, items: Sequence[Settlement], out: BatchOutcome) -> None:
     """Charge what leases did not cover from available balance, capped; write off the rest."""
     by_acct: dict[int, list[Settlement]] = defaultdict(list)
@@ -168,13 +178,7 @@ def _charge_rest(conn: sa.Connection, items: Sequence[Settlement], out: BatchOut
             taken += take
             item.charged_nano += take
         if taken:
-            done = conn.execute(
-                accounts.update()
-                .where(accounts.c.id == acct,
-                       accounts.c.credits_nano - accounts.c.debits_nano - accounts.c.held_nano
-                       >= taken)
-                .values(debits_nano=accounts.c.debits_nano + taken))
-            assert done.rowcount == 1, "available balance changed under a row lock"
+            _debit_available(conn, acct, taken)
     for item in items:
         item.writeoff_nano = item.cost_nano - item.charged_nano
 
@@ -204,13 +208,7 @@ def _charge_limited(conn: sa.Connection, items: Sequence[Settlement], out: Batch
         item.charged_nano = charged
     for acct, delta in sorted(net.items()):
         if delta > 0:
-            done = conn.execute(
-                accounts.update()
-                .where(accounts.c.id == acct,
-                       accounts.c.credits_nano - accounts.c.debits_nano - accounts.c.held_nano
-                       >= delta)
-                .values(debits_nano=accounts.c.debits_nano + delta))
-            assert done.rowcount == 1, "available balance changed under a row lock"
+            _debit_available(conn, acct, delta)
         elif delta < 0:  # a lease covered more than another account of the request could
             conn.execute(accounts.update().where(accounts.c.id == acct)
                          .values(debits_nano=accounts.c.debits_nano + delta))

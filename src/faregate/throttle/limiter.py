@@ -67,3 +67,13 @@ def _human(seconds: int) -> str:
         return f"{seconds} second{'s' if seconds != 1 else ''}"
     minutes = math.ceil(seconds / 60)
     return f"{minutes} minute{'s' if minutes != 1 else ''}"
+
+
+def gate(conn: sa.Connection, *, limits: list[tuple[str, str, int]], window_s: int,
+         secret: bytes, message: str) -> None:
+    """Check, then count, one attempt against each (scope, subject, limit)."""
+    for scope, subject, limit in limits:
+        check(conn, scope=scope, subject=subject, limit=limit, window_s=window_s, secret=secret,
+              message=message)
+    for scope, subject, _ in limits:
+        record(conn, scope=scope, subject=subject, secret=secret)
