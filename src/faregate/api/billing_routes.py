@@ -10,12 +10,13 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Header, Response
 from pydantic import BaseModel, Field
 
+from faregate.api.context import ApiContext
 from faregate.api.deps import ClientInfo, Ctx, CurrentUser
 from faregate.billing import methods, redemption, state
 from faregate.billing.amounts import parse_amount
 from faregate.billing.charges import Attempt, Policy, list_attempts, refresh_attempt, top_up
 from faregate.billing.messages import decline_message
-from faregate.billing.notices import suspension_notices
+from faregate.billing.notices import send_suspension_notices
 from faregate.config import Settings
 from faregate.errors import InvalidRequest, PaymentRefused, UpstreamUnavailable
 from faregate.identity.access import require_member, require_owner
@@ -32,8 +33,8 @@ def policy(s: Settings) -> Policy:
                   reinstate_on_payment=s.reinstate_on_payment)
 
 
-def _processor(ctx: object) -> PaymentProcessor:
-    p: PaymentProcessor | None = getattr(ctx, "payments", None)
+def processor_of(ctx: ApiContext) -> PaymentProcessor:
+    p = ctx.payments
     if p is None:
         raise UpstreamUnavailable("Payments are not configured on this server.",
                                   code="payments_unavailable")
@@ -157,7 +158,7 @@ def _method_out(m: methods.MethodInfo) -> MethodOut:
 @router.get("/billing/config", response_model=BillingConfig,
             summary="How to pay here: processor, simulated or not, top-up range")
 async def billing_config(ctx: Ctx, user: CurrentUser) -> BillingConfig:
-    p = _processor(ctx)
+    p = processor_of(ctx)
     s = ctx.settings
     low, high = usd_to_nano(s.topup_min_usd), usd_to_nano(s.topup_max_usd)
     presets = [x for x in ("5", "10", "20", "50") if low <= usd_to_nano(x) <= high]
@@ -206,8 +207,8 @@ class ConfirmMethod(BaseModel):
     verification_id: str = Field(min_length=3, max_length=80)
 
 
-def _confirm_url(ctx: object, payment_id: str) -> str | None:
-    p = _processor(ctx)
+def _confirm_url(ctx: ApiContext, payment_id: str) -> str | None:
+    p = processor_of(ctx)
     return f"/sandbox/v1/payment_intents/{payment_id}/confirm" if p.name == "sandbox" else None
 
 
@@ -220,7 +221,7 @@ async def add_payment_method(org_id: str, body: AddMethod, ctx: Ctx, user: Curre
                              client: ClientInfo, response: Response
                              ) -> MethodOut | BindingPending:
     info = await methods.add_method(
-        ctx.db, _processor(ctx), organization_id=org_id, user_id=user.user_id,
+        ctx.db, processor_of(ctx), organization_id=org_id, user_id=user.user_id,
         email=user.email, method_id=body.payment_method_id, ip=client.ip,
         verification_nano=usd_to_nano(ctx.settings.card_verification_usd),
         secret=ctx.session_secret, blocked_networks=tuple(ctx.settings.risk_blocked_networks))
@@ -238,7 +239,7 @@ async def add_payment_method(org_id: str, body: AddMethod, ctx: Ctx, user: Curre
 async def confirm_payment_method(org_id: str, body: ConfirmMethod, ctx: Ctx,
                                  user: CurrentUser, client: ClientInfo) -> MethodOut:
     info = await methods.confirm_method(
-        ctx.db, _processor(ctx), organization_id=org_id, user_id=user.user_id,
+        ctx.db, processor_of(ctx), organization_id=org_id, user_id=user.user_id,
         email=user.email, method_id=body.payment_method_id,
         verification_id=body.verification_id, ip=client.ip)
     return _method_out(info)
@@ -250,7 +251,7 @@ async def remove_payment_method(org_id: str, method_id: str, ctx: Ctx, user: Cur
                                 client: ClientInfo) -> Response:
     processor_id = await ctx.db.run(lambda conn: methods.remove_method(
         conn, org_id, method_id, user_id=user.user_id, ip=client.ip))
-    await _processor(ctx).detach_method(method_id=processor_id)
+    await processor_of(ctx).detach_method(method_id=processor_id)
     return Response(status_code=204)
 
 
@@ -269,12 +270,12 @@ async def create_top_up(org_id: str, body: TopUpIn, ctx: Ctx, user: CurrentUser,
         await ctx.db.run(require_member, org_id, user.user_id)
         raise InvalidRequest("Add a payment method first.", param="payment_method_id",
                              code="no_payment_method")
-    outcome = await top_up(ctx.db, _processor(ctx), organization_id=org_id,
+    outcome = await top_up(ctx.db, processor_of(ctx), organization_id=org_id,
                            user_id=user.user_id, email=user.email, amount_nano=amount,
                            method_ref=method_ref, client_key=idempotency_key,
                            policy=policy(s))
     if outcome.suspended_now:
-        await _notify_suspension(ctx, org_id)
+        await notify_suspension(ctx, org_id)
     a = outcome.attempt
     if a.status == "failed":
         raise PaymentRefused(decline_message(a.decline_code, a.message),
@@ -294,20 +295,17 @@ async def create_top_up(org_id: str, body: TopUpIn, ctx: Ctx, user: CurrentUser,
              summary="Finish a top-up after 3-D Secure (owner)")
 async def refresh_top_up(org_id: str, attempt_id: str, ctx: Ctx,
                          user: CurrentUser) -> AttemptOut:
-    outcome = await refresh_attempt(ctx.db, _processor(ctx), organization_id=org_id,
+    outcome = await refresh_attempt(ctx.db, processor_of(ctx), organization_id=org_id,
                                     user_id=user.user_id, attempt_id=attempt_id,
                                     policy=policy(ctx.settings))
     if outcome.suspended_now:
-        await _notify_suspension(ctx, org_id)
+        await notify_suspension(ctx, org_id)
     return _attempt_out(outcome.attempt)
 
 
-async def _notify_suspension(ctx: Ctx, org_id: str) -> None:
-    st = await ctx.db.run(state.get_state, org_id)
-    url = f"{ctx.settings.resolved_public_url}/settings/billing"
-    for mail in await ctx.db.run(lambda conn: suspension_notices(
-            conn, org_id, reason=st.suspended_reason or "payments failed", billing_url=url)):
-        await ctx.email.send(mail)
+async def notify_suspension(ctx: ApiContext, org_id: str) -> None:
+    await send_suspension_notices(ctx.db, ctx.email, org_id,
+                                  public_url=ctx.settings.resolved_public_url)
 
 
 @router.get("/orgs/{org_id}/top-ups", response_model=AttemptList,

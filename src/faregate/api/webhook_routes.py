@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
-from faregate.api.billing_routes import _notify_suspension, _processor
+from faregate.api.billing_routes import notify_suspension, processor_of
 from faregate.api.deps import Ctx
 from faregate.billing.webhooks import Applied, apply_event
 from faregate.errors import InvalidRequest, NotFound
@@ -25,7 +25,7 @@ class Received(BaseModel):
 @router.post("/webhooks/{processor}", response_model=Received,
              summary="Payment processor events (signed like Stripe's)")
 async def receive(processor: str, request: Request, ctx: Ctx) -> Received:
-    p = _processor(ctx)
+    p = processor_of(ctx)
     if processor != p.name:
         raise NotFound(f"No webhook endpoint for {processor!r} on this server.")
     payload = await request.body()
@@ -42,5 +42,5 @@ async def receive(processor: str, request: Request, ctx: Ctx) -> Received:
                            reinstate_on_payment=s.reinstate_on_payment)
     applied = await ctx.db.run(run)
     if applied.suspended_now and applied.organization_id is not None:
-        await _notify_suspension(ctx, applied.organization_id)
+        await notify_suspension(ctx, applied.organization_id)
     return Received(received=True, duplicate=applied.duplicate)

@@ -116,7 +116,7 @@ class CreditManager:
                 # The account ran dry a moment ago: serve from what is leased, and do not turn
                 # a flood of refused requests into a flood of write transactions. A top-up is
                 # seen within EXHAUSTED_RECHECK_S.
-                lease = st.lease if st.lease is not None and not st.lease.gone else None
+                lease = self._live_lease(acct_id)
             else:
                 lease = await self._grow(acct_id, st, want_nano)
             take = min(want_nano, lease.free) if lease is not None else 0
@@ -180,7 +180,7 @@ class CreditManager:
         return Reservation(leases[0].acct_id, leases[0], amount, limit_leases=tuple(leases[1:]))
 
     async def _grow(self, acct_id: int, st: _AccountState, want: int) -> Lease | None:
-        lease = st.lease if st.lease is not None and not st.lease.gone else None
+        lease = self._live_lease(acct_id)
         free = lease.free if lease is not None else 0
         deficit = max(0, want - free)
         # Lease in chunks that grow with demand, so a busy account costs one transaction per

@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import logging
 
-import sqlalchemy as sa
-
-from faregate.billing import state
 from faregate.billing.autorecharge import run_auto_recharges
 from faregate.billing.charges import Policy, reconcile
-from faregate.billing.notices import suspension_notices
+from faregate.billing.notices import send_suspension_notices
 from faregate.config import Settings
 from faregate.db.runner import Database
-from faregate.notify.email import EmailMessage, EmailSender
+from faregate.notify.email import EmailSender
 from faregate.payments.processor import PaymentProcessor
 from faregate.worker.jobs import Job
 
@@ -24,21 +21,13 @@ def billing_jobs(settings: Settings, processor: PaymentProcessor,
                  email: EmailSender) -> list[Job]:
     policy = Policy(failures_to_suspend=settings.failed_charges_to_suspend,
                     reinstate_on_payment=settings.reinstate_on_payment)
-    url = f"{settings.resolved_public_url}/settings/billing"
 
     async def auto_recharge(db: Database) -> int:
         outcomes = await run_auto_recharges(db, processor, policy)
         for o in outcomes:
             if o.suspended_now:
-                org = o.attempt.organization_id
-                st = await db.run(state.get_state, org)
-
-                def notices(conn: sa.Connection, org: str = org,
-                            reason: str = st.suspended_reason or "payments failed"
-                            ) -> list[EmailMessage]:
-                    return suspension_notices(conn, org, reason=reason, billing_url=url)
-                for mail in await db.run(notices):
-                    await email.send(mail)
+                await send_suspension_notices(db, email, o.attempt.organization_id,
+                                              public_url=settings.resolved_public_url)
         return len(outcomes)
 
     async def reconcile_charges(db: Database) -> int:
