@@ -28,6 +28,7 @@ from faregate.kit.secretfile import load_or_create_secret
 from faregate.ledger.accounts import balance, open_leases_total, org_account_id
 from faregate.ledger.transfers import grant
 from faregate.ledger.verify import verify
+from faregate.usage.rollup import rollup_problems
 
 
 def free_port() -> int:
@@ -163,7 +164,7 @@ class Deployment:
 
     def verify(self) -> list[str]:
         with self.engine.begin() as conn:
-            return verify(conn)
+            return verify(conn) + rollup_problems(conn)
 
     def query(self, sql: str, **params: object) -> list[sa.Row[tuple[object, ...]]]:
         with self.engine.begin() as conn:

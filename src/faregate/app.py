@@ -34,8 +34,8 @@ from faregate.payments.factory import processor_from
 from faregate.payments.sandbox.asgi import sandbox_router
 from faregate.phone.sms import SmsSender, sms_sender_from
 from faregate.upstream.client import create_session
-from faregate.worker.billing_jobs import billing_jobs
-from faregate.worker.jobs import JOBS, run_jobs
+from faregate.worker.jobs import run_jobs
+from faregate.worker.registry import all_jobs
 
 log = logging.getLogger("faregate")
 
@@ -161,7 +161,7 @@ class FaregateApp:
                 name="sqlite-checkpoint"))
         if s.run_background_jobs:
             tasks.append(asyncio.create_task(
-                run_jobs(db, [*JOBS, *billing_jobs(s, payments, mailer)]),
+                run_jobs(db, all_jobs(s, payments, mailer)),
                 name="background-jobs"))
         try:
             yield

@@ -22,6 +22,7 @@ from faregate.ledger.accounts import balance as account_balance
 from faregate.ledger.accounts import org_account_id
 from faregate.ledger.transfers import grant
 from faregate.ledger.verify import verify
+from faregate.usage.rollup import rollup_problems
 
 credits_app = typer.Typer(help="Prepaid credit.", no_args_is_help=True)
 ledger_app = typer.Typer(help="The double-entry ledger.", no_args_is_help=True)
@@ -72,9 +73,10 @@ def balance(email: Email,
 
 @ledger_app.command("verify")
 def ledger_verify(as_json: JsonFlag = False) -> None:
-    """Check every ledger invariant; exit 1 when any does not hold."""
+    """Check every ledger invariant, and that the usage rollups equal the usage records;
+    exit 1 when any does not hold."""
     with transaction() as conn:
-        problems = verify(conn)
+        problems = verify(conn) + rollup_problems(conn)
     if as_json:
         emit_json({"ok": not problems, "problems": problems})
     elif problems:

@@ -101,6 +101,22 @@ projects = sa.Table(
     sa.Column("is_default", sa.Boolean, nullable=False),
     sa.Column("created_at", Now, nullable=False),
     sa.Column("archived_at", Now, nullable=True),
+    # A monthly (UTC calendar) budget with a hard stop, and the percentages of it at which the
+    # owners are emailed (comma-separated; NULL means the default 50,80,100).
+    sa.Column("monthly_budget_nano", Money, nullable=True),
+    sa.Column("budget_alert_pcts", sa.String(60), nullable=True),
+    sa.CheckConstraint("monthly_budget_nano IS NULL OR monthly_budget_nano > 0",
+                       name="budget_positive"),
+)
+
+# Budget alert emails sent: once per project, period and threshold.
+budget_alerts = sa.Table(
+    "budget_alerts", metadata,
+    sa.Column("project_id", sa.String(40), sa.ForeignKey("projects.id"), primary_key=True),
+    sa.Column("period_start", sa.String(10), primary_key=True),  # YYYY-MM-DD, UTC
+    sa.Column("threshold_pct", sa.Integer, primary_key=True),
+    sa.Column("spent_nano", Money, nullable=False),
+    sa.Column("sent_at", Now, nullable=False),
 )
 
 # Browser sessions. The cookie carries a random token; only its hash is stored.
@@ -255,9 +271,49 @@ usage_records = sa.Table(
     sa.Column("latency_ms", sa.Integer, nullable=False),
     sa.Column("settlement_id", sa.String(40), nullable=False),
     sa.Column("settled_at", Now, nullable=False),
+    sa.Column("project_id", sa.String(40), nullable=True),
+    # PostgreSQL: the id of the inserting transaction (pg_current_xact_id), so the rollup
+    # worker reads exactly the records of transactions that can no longer commit (below the
+    # snapshot's xmin), in (txid, id) order. NULL on SQLite, where writers are serialized and
+    # ids are committed in order.
+    sa.Column("txid", sa.BigInteger, nullable=True),
     sa.CheckConstraint("cost_nano = charged_nano + writeoff_nano", name="cost_split"),
     sa.CheckConstraint("charged_nano >= 0 AND writeoff_nano >= 0", name="nonnegative"),
     sa.Index("ix_usage_records_org_settled", "organization_id", "settled_at"),
+    sa.Index("ix_usage_records_txid_id", "txid", "id"),
+)
+
+# Usage summed per bucket (1m, 1h, 1d; UTC, by settlement time) x organization x project x key x
+# model x endpoint, maintained by the worker from the usage records past its watermark. Reports
+# read only these. "" stands for no project / no key (a primary key cannot hold NULL).
+usage_rollups = sa.Table(
+    "usage_rollups", metadata,
+    sa.Column("width", sa.String(2), primary_key=True),  # 1m | 1h | 1d
+    sa.Column("organization_id", sa.String(40), primary_key=True),
+    sa.Column("bucket_start", sa.BigInteger, primary_key=True),  # POSIX seconds
+    sa.Column("project_id", sa.String(40), primary_key=True),
+    sa.Column("api_key_id", sa.String(40), primary_key=True),
+    sa.Column("model", sa.String(200), primary_key=True),
+    sa.Column("endpoint", sa.String(40), primary_key=True),
+    sa.Column("requests", sa.BigInteger, nullable=False),
+    sa.Column("failed_requests", sa.BigInteger, nullable=False),
+    sa.Column("input_tokens", sa.BigInteger, nullable=False),
+    sa.Column("cached_tokens", sa.BigInteger, nullable=False),
+    sa.Column("output_tokens", sa.BigInteger, nullable=False),
+    sa.Column("cost_nano", Money, nullable=False),
+    sa.Column("charged_nano", Money, nullable=False),
+    sa.Column("writeoff_nano", Money, nullable=False),
+    sa.CheckConstraint("width IN ('1m', '1h', '1d')", name="width"),
+)
+
+# How far the rollup worker has read the usage records: (txid, id) on PostgreSQL, id on SQLite.
+rollup_state = sa.Table(
+    "rollup_state", metadata,
+    sa.Column("name", sa.String(40), primary_key=True),
+    sa.Column("last_txid", sa.BigInteger, nullable=False),
+    sa.Column("last_id", sa.BigInteger, nullable=False),
+    sa.Column("records", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", Now, nullable=False),
 )
 
 api_keys = sa.Table(
@@ -450,6 +506,10 @@ billing_states = sa.Table(
     sa.Column("updated_at", Now, nullable=False),
     # What refunds and disputes took back beyond the balance (booked to platform:receivables).
     sa.Column("owed_nano", Money, nullable=False, server_default="0"),
+    # The owners are emailed once when the balance falls under this amount (owner-set), and
+    # again only after it has been back above it.
+    sa.Column("low_balance_nano", Money, nullable=True),
+    sa.Column("low_balance_alerted_at", Now, nullable=True),
 )
 
 # Webhook events, stored once per (processor, event id): redelivery is harmless.

@@ -126,7 +126,8 @@ class Exchange:
             prompt_tokens=usage.prompt_tokens, cached_tokens=usage.cached_tokens,
             completion_tokens=usage.completion_tokens, usage_source=usage.source,
             status=status, streamed=prep.call.stream,
-            latency_ms=int((time.monotonic() - self.started) * 1000))
+            latency_ms=int((time.monotonic() - self.started) * 1000),
+            project_id=self.principal.project_id)
         item = await self.gw.credits.settle(prep.reservation, amount, facts)
         return amount, item.charged_nano
 

@@ -40,6 +40,7 @@ class UsageFacts:
     status: str
     streamed: bool
     latency_ms: int
+    project_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,8 +109,10 @@ _INSERT_TRANSFER = (
 _INSERT_USAGE = (
     "INSERT INTO usage_records (request_id, organization_id, api_key_id, account_id, endpoint, "
     "model, upstream, prompt_tokens, cached_tokens, completion_tokens, usage_source, status, "
-    "streamed, latency_ms, cost_nano, charged_nano, writeoff_nano, settlement_id, settled_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+    "streamed, latency_ms, cost_nano, charged_nano, writeoff_nano, settlement_id, settled_at, "
+    "project_id, txid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {txid})")
+# The inserting transaction's id (see usage_records.txid); the rollup worker reads by it.
+_TXID = {"postgresql": "CAST(CAST(pg_current_xact_id() AS TEXT) AS BIGINT)"}
 
 
 def _sql(conn: sa.Connection, statement: str) -> str:
@@ -250,7 +253,7 @@ def settle_batch(conn: sa.Connection, items: Sequence[Settlement],
                            u.endpoint, u.model, u.upstream, u.prompt_tokens, u.cached_tokens,
                            u.completion_tokens, u.usage_source, u.status, u.streamed,
                            u.latency_ms, item.cost_nano, item.charged_nano, item.writeoff_nano,
-                           settlement_id, stamp))
+                           settlement_id, stamp, u.project_id))
     transfer_rows: list[tuple[object, ...]] = [
         (acct, system.revenue, amount, "usage", settlement_id, stamp)
         for acct, amount in sorted(charged_by_acct.items()) if amount]
@@ -267,5 +270,6 @@ def settle_batch(conn: sa.Connection, items: Sequence[Settlement],
         conn.exec_driver_sql(_sql(conn, _CREDIT), (limit_total, system.limits))
     if transfer_rows:
         conn.exec_driver_sql(_sql(conn, _INSERT_TRANSFER), transfer_rows)
-    conn.exec_driver_sql(_sql(conn, _INSERT_USAGE), usage_rows)
+    insert_usage = _INSERT_USAGE.format(txid=_TXID.get(conn.dialect.name, "NULL"))
+    conn.exec_driver_sql(_sql(conn, insert_usage), usage_rows)
     return out

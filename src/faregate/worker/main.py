@@ -11,8 +11,8 @@ from faregate.db.engine import create_engine
 from faregate.db.runner import Database
 from faregate.notify.from_settings import email_sender
 from faregate.payments.factory import processor_from
-from faregate.worker.billing_jobs import billing_jobs
-from faregate.worker.jobs import JOBS, run_jobs
+from faregate.worker.jobs import run_jobs
+from faregate.worker.registry import all_jobs
 
 
 def run_worker(settings: Settings) -> None:
@@ -21,8 +21,7 @@ def run_worker(settings: Settings) -> None:
     db = Database(create_engine(settings.resolved_database_url, pool_size=2), threads=2)
     try:
         with contextlib.suppress(KeyboardInterrupt):
-            jobs = [*JOBS, *billing_jobs(settings, processor_from(settings, db),
-                                         email_sender(settings))]
+            jobs = all_jobs(settings, processor_from(settings, db), email_sender(settings))
             asyncio.run(run_jobs(db, jobs))
     finally:
         db.close()

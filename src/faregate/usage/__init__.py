@@ -1,0 +1,1 @@
+"""Usage reporting: rollups of the usage records, reports read from them, budgets and alerts."""

@@ -1,0 +1,14 @@
+"""Every background job, for `faregate worker` and for a server that runs the jobs itself."""
+
+from __future__ import annotations
+
+from faregate.config import Settings
+from faregate.notify.email import EmailSender
+from faregate.payments.processor import PaymentProcessor
+from faregate.worker.billing_jobs import billing_jobs
+from faregate.worker.jobs import JOBS, Job
+from faregate.worker.usage_jobs import USAGE_JOBS
+
+
+def all_jobs(settings: Settings, processor: PaymentProcessor, email: EmailSender) -> list[Job]:
+    return [*JOBS, *USAGE_JOBS, *billing_jobs(settings, processor, email)]
