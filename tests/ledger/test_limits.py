@@ -16,7 +16,7 @@ from faregate.identity.users import User, create_user
 from faregate.ledger.accounts import balance, open_leases_total, org_account_id
 from faregate.ledger.leases import void_lapsed
 from faregate.ledger.leasing import CreditManager, Reservation, Shortfall
-from faregate.ledger.limits import ensure_limit_account, window
+from faregate.ledger.limits import ensure_limit_account, resize_limit, window
 from faregate.ledger.settlement import UsageFacts
 from faregate.ledger.transfers import grant
 from faregate.ledger.verify import verify
@@ -164,3 +164,33 @@ def test_limit_accounts_are_made_once(engine: Engine) -> None:
 def test_periods_follow_the_utc_calendar(now: str, period: str, start: str, end: str) -> None:
     w = window(period, dt.datetime.fromisoformat(now).replace(tzinfo=dt.UTC))  # type: ignore[arg-type]
     assert w.start.date().isoformat() == start and w.end.date().isoformat() == end
+
+
+def test_resizing_a_limit_moves_only_what_is_free(engine: Engine) -> None:
+    user, acct, lim = _setup(engine, 10_000_000, 1_000_000)
+    code = "key:key_x:day:x"
+
+    async def hold(m: CreditManager) -> Reservation:
+        got = await m.reserve_joint((acct, lim), 600_000, 600_000)
+        assert isinstance(got, Reservation)
+        return got
+
+    async def main() -> None:
+        db = Database(engine)
+        m = CreditManager(db, ttl_s=30, max_lease_nano=600_000)
+        try:
+            res = await hold(m)
+            with engine.begin() as conn:  # 600k held: lowering to 100k can free only 400k
+                assert resize_limit(conn, code, 100_000, actor="t") == 600_000
+                assert resize_limit(conn, code, 100_000, actor="t") == 600_000
+            await m.settle(res, 50_000, _facts(user, 1, "key_x"))
+            await m.close()
+            with engine.begin() as conn:  # the lease is back: the rest moves, to the target
+                assert resize_limit(conn, code, 100_000, actor="t") == 100_000
+                assert resize_limit(conn, code, 250_000, actor="t") == 250_000
+                assert resize_limit(conn, "key:nope:day:x", 1, actor="t") is None
+                assert verify(conn) == []
+        finally:
+            db.close()
+
+    asyncio.run(main())

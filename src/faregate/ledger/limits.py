@@ -16,8 +16,8 @@ from typing import Literal
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from faregate.db.schema import accounts
-from faregate.ledger.accounts import account_id
+from faregate.db.schema import accounts, transfers
+from faregate.ledger.accounts import account_id, lock_available
 from faregate.ledger.transfers import post_transfer
 
 LIMITS = "platform:spend_limits"
@@ -83,9 +83,46 @@ class LimitUse:
     held_nano: int
 
 
+def _returned(conn: sa.Connection, acct: int) -> int:
+    """What a lowered limit gave back to the pool (debits that were not spending)."""
+    return int(conn.execute(
+        sa.select(sa.func.coalesce(sa.func.sum(transfers.c.amount_nano), 0))
+        .where(transfers.c.debit_account_id == acct, transfers.c.kind == "spend_limit")
+    ).scalar_one())
+
+
 def limit_use(conn: sa.Connection, code: str) -> LimitUse | None:
-    row = conn.execute(sa.select(accounts.c.credits_nano, accounts.c.debits_nano,
+    row = conn.execute(sa.select(accounts.c.id, accounts.c.credits_nano, accounts.c.debits_nano,
                                  accounts.c.held_nano).where(accounts.c.code == code)).first()
     if row is None:
         return None
-    return LimitUse(int(row.credits_nano), int(row.debits_nano), int(row.held_nano))
+    returned = _returned(conn, int(row.id))
+    return LimitUse(int(row.credits_nano) - returned, int(row.debits_nano) - returned,
+                    int(row.held_nano))
+
+
+def resize_limit(conn: sa.Connection, code: str, limit_nano: int, *, actor: str) -> int | None:
+    """Move a period's limit account towards a new limit: raised by a transfer from
+    `platform:spend_limits`, lowered by a transfer back of what is not spent or held (never
+    more, so the no-overdraft CHECK holds). Safe to call again: each call moves only the
+    difference that is still there, so a limit lowered while requests held part of it reaches
+    its target once they finish. Returns the account's credits after, or None when the period
+    has no account yet (it is funded with the new limit when its first request arrives)."""
+    acct = conn.execute(sa.select(accounts.c.id).where(accounts.c.code == code)).scalar()
+    if acct is None:
+        return None
+    available = lock_available(conn, int(acct))
+    credits = int(conn.execute(sa.select(accounts.c.credits_nano)
+                               .where(accounts.c.id == acct)).scalar_one())
+    credits -= _returned(conn, int(acct))  # the limit now in force
+    pool = account_id(conn, LIMITS)
+    if limit_nano > credits:
+        post_transfer(conn, debit_account_id=pool, credit_account_id=int(acct),
+                      amount_nano=limit_nano - credits, kind="spend_limit", actor=actor,
+                      reason="limit raised")
+        return limit_nano
+    take = min(credits - limit_nano, max(0, available))
+    if take > 0:
+        post_transfer(conn, debit_account_id=int(acct), credit_account_id=pool,
+                      amount_nano=take, kind="spend_limit", actor=actor, reason="limit lowered")
+    return credits - take
