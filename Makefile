@@ -5,7 +5,7 @@ VENV := .venv
 PYTEST_ARGS ?= -m "not llama"
 BENCH_ARGS ?=
 
-.PHONY: .venv serve test lint test-llama bench clean
+.PHONY: .venv serve test lint test-llama bench bench-usage clean
 
 .venv: $(VENV)/.installed
 
@@ -34,6 +34,10 @@ test-llama:
 
 bench: .venv
 	$(VENV)/bin/python bench/run.py $(BENCH_ARGS)
+
+# Usage reports on 10M records and the rollup worker's cost to /v1 (PostgreSQL via testenv).
+bench-usage: .venv
+	$(VENV)/bin/python scripts/testenv.py -- $(VENV)/bin/python bench/usage.py $(BENCH_ARGS)
 
 clean:
 	rm -rf .test-services build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache \

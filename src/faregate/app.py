@@ -133,7 +133,8 @@ class FaregateApp:
         session = create_session()
         auth = KeyAuthenticator(db, s.secret("key_pepper"), ttl_s=s.key_cache_ttl_s,
                                 failures_per_minute=s.auth_failures_per_minute)
-        self.state = GatewayState(s, db, credits, session, auth, catalog, LimitAccounts(db),
+        self.state = GatewayState(s, db, credits, session, auth, catalog,
+                                  LimitAccounts(db, credits),
                                   tuple(s.trusted_proxies))
         self.gateway = GatewayApp(self.state)
         payments = processor_from(s, db)

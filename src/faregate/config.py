@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -82,6 +83,11 @@ class Settings(BaseSettings):
     sign_ups_per_ip_per_hour: int = Field(default=20, ge=1)
     password_resets_per_account_per_hour: int = Field(default=5, ge=1)
     password_resets_per_ip_per_hour: int = Field(default=20, ge=1)
+    # Operators (the /admin console): their own sessions and sign-in limits (per 15 minutes).
+    operator_session_ttl_s: int = Field(default=12 * 3600, ge=60)
+    operator_session_idle_s: int = Field(default=30 * 60, ge=60)
+    operator_sign_in_attempts_per_account: int = Field(default=10, ge=1)
+    operator_sign_in_attempts_per_ip: int = Field(default=30, ge=1)
 
     # Email: "outbox" writes each message to data_dir/outbox/email.jsonl; "smtp" sends it.
     email_sender: Literal["outbox", "smtp"] = "outbox"
@@ -121,6 +127,10 @@ class Settings(BaseSettings):
     stripe_publishable_key: str | None = None
     stripe_webhook_secret: SecretStr | None = None
     stripe_api_base: str | None = None  # e.g. a localstripe URL in tests
+    # Wallets a top-up may be paid with instead of a card: "alipay,wechat_pay" (none by
+    # default; they must be enabled in the Stripe dashboard too). The sandbox simulates them.
+    stripe_wallets: Annotated[list[Literal["alipay", "wechat_pay"]], NoDecode] = Field(
+        default_factory=list)
     topup_min_usd: str = "5"
     topup_max_usd: str = "50"
     card_verification_usd: str = "5"
@@ -130,6 +140,14 @@ class Settings(BaseSettings):
     failed_charges_to_suspend: int = Field(default=2, ge=1)
     # Card binding is refused from these networks (e.g. known proxy or data-centre ranges).
     risk_blocked_networks: list[str] = Field(default_factory=list)
+    # An IP-to-country CSV (start_ip,end_ip,country_code rows, e.g. DB-IP's country lite):
+    # when set, a card whose billing country differs from the client address's country is
+    # recorded for review, or refused with "block".
+    risk_ip_country_csv: Path | None = None
+    risk_country_mismatch: Literal["review", "block"] = "review"
+    # Paid credit (top-ups, auto-recharges, redemption codes) expires this many months after it
+    # lands; 0: paid credit does not expire. Promotional grants expire only when given a date.
+    credit_expiry_months: int = Field(default=12, ge=0, le=120)
 
     @classmethod
     def settings_customise_sources(
@@ -145,6 +163,23 @@ class Settings(BaseSettings):
         if config_file:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
         return tuple(sources)
+
+    @field_validator("stripe_wallets", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [w.strip() for w in value.split(",") if w.strip()]
+        return value
+
+    @field_validator("risk_ip_country_csv", mode="before")
+    @classmethod
+    def _csv_exists(cls, value: object) -> Path | None:
+        if value is None or value == "":
+            return None
+        path = Path(str(value)).expanduser()
+        if not path.is_file():
+            raise ValueError(f"FAREGATE_RISK_IP_COUNTRY_CSV: no such file: {value}")
+        return path.resolve()
 
     @field_validator("database_url")
     @classmethod

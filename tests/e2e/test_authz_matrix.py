@@ -10,6 +10,8 @@ import itertools
 from typing import Any
 
 from tests.e2e.api_client import ApiClient, last_link_token, last_sms_code
+from tests.e2e.operator_client import OperatorClient, create_operator
+from tests.e2e.sse_client import SseStream
 from tests.harness import Deployment
 
 PASSWORD = "a long enough passphrase 7"
@@ -42,12 +44,20 @@ OWNER_ONLY = {
     ("DELETE", "/api/orgs/{org_id}/payment-methods/{method_id}"),
     ("POST", "/api/orgs/{org_id}/top-ups"), ("GET", "/api/orgs/{org_id}/top-ups"),
     ("PUT", "/api/orgs/{org_id}/auto-recharge"), ("POST", "/api/orgs/{org_id}/redeem"),
+    ("PUT", "/api/orgs/{org_id}/billing/alerts"),
     ("GET", "/api/orgs/{org_id}/receipts"), ("GET", "/api/orgs/{org_id}/receipts/{number}"),
     ("GET", "/api/orgs/{org_id}/receipts/{number}/html"),
     ("GET", "/api/orgs/{org_id}/receipts/{number}/pdf"),
     ("POST", "/api/orgs/{org_id}/payment-methods/confirm"),
     ("POST", "/api/orgs/{org_id}/top-ups/{attempt_id}/refresh"),
 }
+# What every member reads (200), the owner or not. The live feed is an event stream.
+MEMBER_READS = {
+    ("GET", "/api/orgs/{org_id}/usage/series"), ("GET", "/api/orgs/{org_id}/usage/summary"),
+    ("GET", "/api/orgs/{org_id}/usage/export.csv"), ("GET", "/api/orgs/{org_id}/usage/recent"),
+    ("GET", "/api/orgs/{org_id}/usage/live"),
+}
+STREAMS = {("GET", "/api/orgs/{org_id}/usage/live")}
 # A valid body for each endpoint that takes one (the request must pass validation, so that
 # the answer is the authorization decision).
 BODIES: dict[tuple[str, str], dict[str, Any]] = {
@@ -64,15 +74,36 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/orgs/{org_id}/invitations"): {"email": "spy@example.com"},
     ("POST", "/api/invitations/accept"): {"token": "x"},
     ("POST", "/api/orgs/{org_id}/projects"): {"name": "hijacked"},
-    ("PATCH", "/api/orgs/{org_id}/projects/{project_id}"): {"name": "hijacked"},
+    ("PATCH", "/api/orgs/{org_id}/projects/{project_id}"): {
+        "name": "hijacked", "monthly_budget_usd": "1", "budget_alert_pcts": [1]},
     ("POST", "/api/orgs/{org_id}/keys"): {"name": "hijacked"},
     ("PATCH", "/api/orgs/{org_id}/keys/{key_id}"): {"name": "hijacked"},
     ("POST", "/api/orgs/{org_id}/payment-methods"): {"payment_method_id": "pm_hijacked"},
     ("POST", "/api/orgs/{org_id}/top-ups"): {"amount_usd": "5"},
     ("PUT", "/api/orgs/{org_id}/auto-recharge"): {"enabled": False},
+    ("PUT", "/api/orgs/{org_id}/billing/alerts"): {"low_balance_usd": "5"},
     ("POST", "/api/orgs/{org_id}/redeem"): {"code": "FG-AAAA-BBBB-CCCC-DDDD"},
     ("POST", "/api/orgs/{org_id}/payment-methods/confirm"): {
         "payment_method_id": "pm_x", "verification_id": "pi_x"},
+}
+
+# The operator console's API (/admin/api), checked by test_operator_console_matrix: its own
+# sessions, where a user's session is nobody. Every other /admin/api endpoint is, by default,
+# readable by any operator (GET) or for admins only (any other method).
+ADMIN_PUBLIC = {("GET", "/admin/api/auth/csrf"), ("POST", "/admin/api/auth/signin"),
+                ("POST", "/admin/api/auth/signout")}
+# About the signed-in operator themself: any role.
+OPERATOR_SELF = {("GET", "/admin/api/me"), ("POST", "/admin/api/me/password")}
+# Reads that support may not make either.
+ADMIN_ONLY_READS = {("GET", "/admin/api/operators")}
+ADMIN_BODIES: dict[tuple[str, str], dict[str, Any]] = {
+    ("POST", "/admin/api/auth/signin"): {"email": "x@example.com", "password": PASSWORD,
+                                         "totp_code": "000000"},
+    ("POST", "/admin/api/me/password"): {"current_password": "wrong",
+                                         "new_password": PASSWORD},
+    ("POST", "/admin/api/operators"): {"email": "spy@example.com", "role": "admin",
+                                       "password": PASSWORD},
+    ("PATCH", "/admin/api/operators/{operator_id}"): {"role": "admin"},
 }
 
 
@@ -88,7 +119,7 @@ def _verified(dep: Deployment, base: str, email: str) -> ApiClient:
     return c
 
 
-def _operations(c: ApiClient) -> list[tuple[str, str]]:
+def _operations(c: ApiClient | OperatorClient) -> list[tuple[str, str]]:
     spec = c.get("/openapi.json").json()
     ops = [(m.upper(), p) for p, item in spec["paths"].items() for m in item]
     # destructive ones last, so that a failure to refuse one shows as that failure
@@ -118,7 +149,7 @@ def test_authorization_matrix(sqlite_dep: Deployment) -> None:
     ids = {"org_id": org, "user_id": member_id, "project_id": project, "key_id": key["id"],
            "invitation_id": pending["id"], "session_id": owner_session, "method_id": card,
            "number": "1", "attempt_id": "ch_x"}
-    ops = _operations(owner)
+    ops = [op for op in _operations(owner) if not op[1].startswith("/admin/")]
     unclassified = [op for op in ops if op not in PUBLIC | PERSONAL | SIGNED
                     and "{org_id}" not in op[1]]
     assert unclassified == [], "classify every new endpoint in this test"
@@ -128,6 +159,8 @@ def test_authorization_matrix(sqlite_dep: Deployment) -> None:
                                      ("POST", "/api/auth/verify-email/resend"),
                                      ("POST", "/api/orgs/{org_id}/top-ups/{attempt_id}/refresh")}]
     assert missing_bodies == [], "give every new endpoint that takes a body a valid sample"
+    usage = [op for op in ops if "/usage/" in op[1] and op[1].startswith("/api/orgs/")]
+    assert sorted(usage) == sorted(MEMBER_READS), "classify every new usage endpoint"
 
     for method, template in ops:
         if (method, template) in SIGNED:
@@ -135,6 +168,14 @@ def test_authorization_matrix(sqlite_dep: Deployment) -> None:
             assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_signature"
             continue
         path = template.format(**ids)
+        # A member reads usage (an event stream is opened and closed again).
+        if (method, template) in STREAMS:
+            stream = SseStream(base, path, cookies=dict(member.http.cookies))
+            stream.close()
+            assert stream.status == 200, (method, template, stream.status)
+        elif (method, template) in MEMBER_READS:
+            r = member.request(method, path)
+            assert r.status_code == 200, (method, template, r.status_code, r.text)
         body = BODIES.get((method, template))
         # Signed out: 401, except for the public endpoints.
         if (method, template) not in PUBLIC:
@@ -158,17 +199,22 @@ def test_authorization_matrix(sqlite_dep: Deployment) -> None:
     assert admin_key["id"] not in str(member.get(f"/api/orgs/{org}/keys").json())
     assert member.get(f"/api/orgs/{org}/keys/{admin_key['id']}").status_code == 404
     assert member.delete(f"/api/orgs/{org}/keys/{admin_key['id']}").status_code == 404
-    # A member sees and uses the project keys.
+    # A member sees and uses the project keys, but changes only their own.
     assert member.get(f"/api/orgs/{org}/keys/{key['id']}").status_code == 200
+    for change in ({"name": "hijacked"}, {"spend_limit_usd": "1", "spend_limit_period": "day"}):
+        r = member.patch(f"/api/orgs/{org}/keys/{key['id']}", change)
+        assert r.status_code == 403 and r.json()["error"]["code"] == "owner_required"
 
     # Nothing was changed by any refused request.
     state = owner.get(f"/api/orgs/{org}").json()
     assert state["name"] != "hijacked"
     keys = {k["id"]: k for k in owner.get(f"/api/orgs/{org}/keys").json()["data"]}
     assert keys[key["id"]]["status"] == "active" and keys[key["id"]]["name"] == "k"
+    assert keys[key["id"]]["spend_limit"] is None
     assert keys[admin_key["id"]]["status"] == "active"
-    names = [p["name"] for p in owner.get(f"/api/orgs/{org}/projects").json()["data"]]
-    assert "hijacked" not in names
+    listed = owner.get(f"/api/orgs/{org}/projects").json()["data"]
+    assert "hijacked" not in [p["name"] for p in listed]
+    assert all(p["budget"] is None and p["budget_alert_pcts"] == [50, 80, 100] for p in listed)
     members = owner.get(f"/api/orgs/{org}/members").json()["data"]
     assert {m["role"] for m in members if m.get("user_id", m.get("id")) == member_id} == \
         {"member"}
@@ -178,6 +224,7 @@ def test_authorization_matrix(sqlite_dep: Deployment) -> None:
     assert [m["id"] for m in billing["payment_methods"]] == [card]
     assert billing["balance"]["usd"] == "0"  # no top-up went through for anyone else
     assert not billing["auto_recharge"]["enabled"]
+    assert billing["low_balance_alert"] is None
 
 
 def _card(owner: ApiClient, org: str) -> str:
@@ -207,3 +254,59 @@ def test_removed_member_loses_their_keys(sqlite_dep: Deployment) -> None:
     audit = owner.get(f"/api/orgs/{org}/audit").json()["data"]
     actions = [e["action"] for e in audit]
     assert "member.removed" in actions and "api_key.revoked" in actions
+
+
+def test_operator_console_matrix(sqlite_dep: Deployment) -> None:
+    """Every /admin/api endpoint: signed out 401 (but the public ones), a user's session 401,
+    a support operator 403 where an admin is needed; an operator without a TOTP code cannot
+    sign in; nothing changes."""
+    dep = sqlite_dep
+    base = dep.start_server().base_url
+    root = create_operator(dep, "root@example.com", "admin")
+    helper = create_operator(dep, "help@example.com", "support")
+    target = create_operator(dep, "target@example.com", "support")
+    admin = OperatorClient(base).signed_in(root)
+    support = OperatorClient(base).signed_in(helper)
+    anonymous = OperatorClient(base)
+    user = OperatorClient(base)  # a signed-in user, with the console's anonymous CSRF token
+    token = user.http.get("/api/auth/csrf").json()["csrf_token"]
+    assert user.http.post("/api/auth/signup", json={"email": "user@example.com",
+                                                    "password": PASSWORD},
+                          headers={"X-CSRF-Token": token}).status_code == 201
+    r = OperatorClient(base).sign_in(target)  # password only
+    assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_credentials"
+
+    ops = [op for op in _operations(admin) if op[1].startswith("/admin/")]
+    assert ("GET", "/admin/api/me") in ops
+    assert all(op[1].startswith("/admin/api/") for op in ops)
+    missing_bodies = [op for op in ops if op[0] in ("POST", "PATCH", "PUT")
+                      and op not in ADMIN_BODIES
+                      and op not in {("POST", "/admin/api/auth/signout"),
+                                     ("POST", "/admin/api/operators/{operator_id}/reset-totp")}]
+    assert missing_bodies == [], "give every new endpoint that takes a body a valid sample"
+    ids = {"operator_id": target.id}
+    for method, template in ops:
+        path = template.format(**ids)
+        body = ADMIN_BODIES.get((method, template))
+        if (method, template) in ADMIN_PUBLIC:
+            continue
+        for nobody in (anonymous, user):
+            r = nobody.request(method, path, body)
+            assert r.status_code == 401, (method, template, r.status_code, r.text)
+            assert r.json()["error"]["code"] == "not_signed_in"
+        if (method, template) in OPERATOR_SELF:
+            continue
+        r = support.request(method, path, body)
+        if method == "GET" and (method, template) not in ADMIN_ONLY_READS:
+            assert r.status_code == 200, (method, template, r.status_code, r.text)
+        else:
+            assert r.status_code == 403, (method, template, r.status_code, r.text)
+            assert r.json()["error"]["code"] == "admin_required"
+
+    # Nothing was changed by any refused request.
+    listed = {o["email"]: o for o in admin.get("/admin/api/operators").json()["data"]}
+    assert set(listed) == {"root@example.com", "help@example.com", "target@example.com"}
+    assert listed["target@example.com"]["role"] == "support"
+    assert listed["target@example.com"]["recovery_codes_left"] == 10
+    assert OperatorClient(base).sign_in(target, totp_code=target.code()).status_code == 200
+    assert support.get("/admin/api/me").status_code == 200

@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from faregate.api import (
+    admin_api,
     audit_routes,
     auth_routes,
     billing_routes,
@@ -24,6 +25,7 @@ from faregate.api import (
     phone_routes,
     projects_routes,
     receipts_routes,
+    usage_routes,
     webhook_routes,
 )
 from faregate.api.deps import csrf_guard
@@ -39,7 +41,10 @@ _TAGS = [
     {"name": "audit", "description": "The organization's audit trail."},
     {"name": "billing", "description": "Payment methods, top-ups, auto-recharge, credit "
      "history."},
+    {"name": "usage", "description": "Usage and costs for the dashboard: series, summary, "
+     "CSV, live feed."},
     {"name": "webhooks", "description": "Events from the payment processor."},
+    {"name": admin_api.TAG, "description": admin_api.TAG_DESCRIPTION},
 ]
 
 
@@ -96,7 +101,9 @@ def create_web(lifespan: Callable[[Any], AbstractAsyncContextManager[None]],
     api.include_router(audit_routes.router, tags=["audit"])
     api.include_router(billing_routes.router, tags=["billing"])
     api.include_router(receipts_routes.router, tags=["billing"])
+    api.include_router(usage_routes.router, tags=["usage"])
     app.include_router(api)
+    app.include_router(admin_api.router())
     app.include_router(webhook_routes.router)
     for router in extra:
         app.include_router(router)

@@ -12,9 +12,17 @@ from pydantic import BaseModel, Field
 
 from faregate.api.context import ApiContext
 from faregate.api.deps import ClientInfo, Ctx, CurrentUser
-from faregate.billing import methods, redemption, state
+from faregate.billing import methods, redemption, risk, state
 from faregate.billing.amounts import parse_amount
-from faregate.billing.charges import Attempt, Policy, list_attempts, refresh_attempt, top_up
+from faregate.billing.charges import (
+    Attempt,
+    Outcome,
+    Policy,
+    list_attempts,
+    refresh_attempt,
+    top_up,
+    wallet_top_up,
+)
 from faregate.billing.messages import decline_message
 from faregate.billing.notices import send_suspension_notices
 from faregate.config import Settings
@@ -23,7 +31,9 @@ from faregate.identity.access import require_member, require_owner
 from faregate.kit.money import nano_to_usd, usd_to_nano
 from faregate.ledger.accounts import balance, org_account_id
 from faregate.ledger.history import history
-from faregate.payments.processor import PaymentProcessor
+from faregate.ledger.lots import upcoming_expirations
+from faregate.payments.processor import NextAction, PaymentProcessor
+from faregate.usage import alerts
 
 router = APIRouter()
 
@@ -59,6 +69,8 @@ class BillingConfig(BaseModel):
     topup_min: Money
     topup_max: Money
     presets_usd: list[str]
+    wallets: list[str] = Field(default_factory=list, description="Wallets a top-up can be "
+                               "paid with (payment_method_type): alipay, wechat_pay.")
 
 
 class MethodOut(BaseModel):
@@ -79,6 +91,12 @@ class AutoRecharge(BaseModel):
     payment_method_id: str | None
 
 
+class ExpiringCredit(BaseModel):
+    kind: Literal["paid", "promotional"]
+    amount: Money
+    expires_at: dt.datetime
+
+
 class BillingOut(BaseModel):
     balance: Money
     available: Money
@@ -87,6 +105,12 @@ class BillingOut(BaseModel):
     failed_charges: int
     auto_recharge: AutoRecharge
     payment_methods: list[MethodOut]
+    low_balance_alert: Money | None = Field(
+        default=None, description="The owners are emailed when the balance falls under this "
+        "(PUT …/billing/alerts).")
+    upcoming_expirations: list[ExpiringCredit] = Field(
+        default_factory=list, description="The next credit to expire, soonest first: what is "
+        "left of it (if not used before) and when.")
 
 
 class AddMethod(BaseModel):
@@ -97,6 +121,20 @@ class AddMethod(BaseModel):
 class TopUpIn(BaseModel):
     amount_usd: str = Field(max_length=20, description='e.g. "10" or "12.50"')
     payment_method_id: str | None = Field(None, description="Default: the default card.")
+    payment_method_type: Literal["card", "alipay", "wechat_pay"] = Field(
+        "card", description="alipay or wechat_pay: pay with the wallet instead of a saved "
+        "card (where the server enables it: GET /api/billing/config). The answer is 202 with "
+        "the next_action; the top-up is credited once the customer authorized it.")
+
+
+class NextActionOut(BaseModel):
+    type: Literal["redirect", "qr_code"]
+    url: str | None = Field(description="redirect: send the browser here (Alipay); "
+                            "qr_code: a page that shows the code.")
+    qr_data: str | None = Field(description="qr_code: the content to show as a QR code for "
+                                "the WeChat app to scan.")
+    qr_image_url: str | None = Field(description="qr_code: an image of the code, when the "
+                                     "processor gives one.")
 
 
 class AttemptOut(BaseModel):
@@ -107,6 +145,10 @@ class AttemptOut(BaseModel):
                                       "authenticate "
                                       "with it, then POST …/top-ups/{id}/refresh.")
     confirm_url: str | None = None
+    next_action: NextActionOut | None = Field(default=None, description="A wallet payment "
+                                              "waiting for the customer: what they do next, "
+                                              "then POST …/top-ups/{id}/refresh (or wait for "
+                                              "the webhook).")
     amount: Money
     payment_method_id: str | None
     decline_code: str | None
@@ -166,7 +208,8 @@ async def billing_config(ctx: Ctx, user: CurrentUser) -> BillingConfig:
         processor=p.name, simulated=p.simulated,
         publishable_key=s.stripe_publishable_key if p.name == "stripe" else "pk_test_sandbox",
         tokenize_url="/sandbox/v1/payment_methods" if p.name == "sandbox" else None,
-        topup_min=_money(low), topup_max=_money(high), presets_usd=presets)
+        topup_min=_money(low), topup_max=_money(high), presets_usd=presets,
+        wallets=list(s.stripe_wallets))
 
 
 @router.get("/orgs/{org_id}/billing", response_model=BillingOut,
@@ -174,9 +217,12 @@ async def billing_config(ctx: Ctx, user: CurrentUser) -> BillingConfig:
 async def get_billing(org_id: str, ctx: Ctx, user: CurrentUser) -> BillingOut:
     def run(conn: sa.Connection) -> BillingOut:
         require_owner(conn, org_id, user.user_id)
-        b = balance(conn, org_account_id(conn, org_id))
+        acct = org_account_id(conn, org_id)
+        b = balance(conn, acct)
         st = state.get_state(conn, org_id)
         cards = methods.list_methods(conn, org_id, user_id=user.user_id)
+        expiring = upcoming_expirations(conn, acct,
+                                        paid_months=ctx.settings.credit_expiry_months)
         return BillingOut(
             balance=_money(b.balance_nano), available=_money(b.available_nano),
             status="suspended" if st.suspended else "active",
@@ -188,7 +234,13 @@ async def get_billing(org_id: str, ctx: Ctx, user: CurrentUser) -> BillingOut:
                 amount=_money(st.auto_recharge_amount_nano)
                 if st.auto_recharge_amount_nano is not None else None,
                 payment_method_id=st.auto_recharge_method_id),
-            payment_methods=[_method_out(m) for m in cards])
+            payment_methods=[_method_out(m) for m in cards],
+            low_balance_alert=_money(low) if (low := alerts.low_balance_of(conn, org_id))
+            is not None else None,
+            upcoming_expirations=[
+                ExpiringCredit(kind="promotional" if e.kind == "promotional" else "paid",
+                               amount=_money(e.remaining_nano), expires_at=e.expires_at)
+                for e in expiring])
     return await ctx.db.run(run)
 
 
@@ -224,7 +276,9 @@ async def add_payment_method(org_id: str, body: AddMethod, ctx: Ctx, user: Curre
         ctx.db, processor_of(ctx), organization_id=org_id, user_id=user.user_id,
         email=user.email, method_id=body.payment_method_id, ip=client.ip,
         verification_nano=usd_to_nano(ctx.settings.card_verification_usd),
-        secret=ctx.session_secret, blocked_networks=tuple(ctx.settings.risk_blocked_networks))
+        secret=ctx.session_secret, blocked_networks=tuple(ctx.settings.risk_blocked_networks),
+        country_rule=risk.CountryRule(ctx.settings.risk_ip_country_csv,
+                                      ctx.settings.risk_country_mismatch))
     if isinstance(info, methods.PendingBinding):
         response.status_code = 202
         return BindingPending(payment_method_id=info.method_id,
@@ -256,24 +310,30 @@ async def remove_payment_method(org_id: str, method_id: str, ctx: Ctx, user: Cur
 
 
 @router.post("/orgs/{org_id}/top-ups", response_model=AttemptOut, status_code=201,
-             summary="Top up with a saved card (owner); send an Idempotency-Key",
+             summary="Top up with a saved card, Alipay or WeChat Pay (owner); send an "
+                     "Idempotency-Key",
              description="201 when paid; 202 with a client_secret when the bank asks for "
-             "authentication (then POST …/top-ups/{id}/refresh); 402 when declined.")
+             "authentication (then POST …/top-ups/{id}/refresh); 202 with the next_action "
+             "for a wallet payment (credited when the customer authorized it: webhook, or "
+             "POST …/top-ups/{id}/refresh); 402 when declined.")
 async def create_top_up(org_id: str, body: TopUpIn, ctx: Ctx, user: CurrentUser,
                         response: Response,
                         idempotency_key: str | None = Header(None, max_length=200)
                         ) -> AttemptOut:
     s = ctx.settings
     amount = parse_amount(body.amount_usd, low_usd=s.topup_min_usd, high_usd=s.topup_max_usd)
-    method_ref = body.payment_method_id or await ctx.db.run(methods.default_method, org_id)
-    if method_ref is None:
-        await ctx.db.run(require_member, org_id, user.user_id)
-        raise InvalidRequest("Add a payment method first.", param="payment_method_id",
-                             code="no_payment_method")
-    outcome = await top_up(ctx.db, processor_of(ctx), organization_id=org_id,
-                           user_id=user.user_id, email=user.email, amount_nano=amount,
-                           method_ref=method_ref, client_key=idempotency_key,
-                           policy=policy(s))
+    if body.payment_method_type != "card":
+        outcome = await _wallet_top_up(ctx, org_id, body, user, amount, idempotency_key)
+    else:
+        method_ref = body.payment_method_id or await ctx.db.run(methods.default_method, org_id)
+        if method_ref is None:
+            await ctx.db.run(require_member, org_id, user.user_id)
+            raise InvalidRequest("Add a payment method first.", param="payment_method_id",
+                                 code="no_payment_method")
+        outcome = await top_up(ctx.db, processor_of(ctx), organization_id=org_id,
+                               user_id=user.user_id, email=user.email, amount_nano=amount,
+                               method_ref=method_ref, client_key=idempotency_key,
+                               policy=policy(s))
     if outcome.suspended_now:
         await notify_suspension(ctx, org_id)
     a = outcome.attempt
@@ -287,12 +347,42 @@ async def create_top_up(org_id: str, body: TopUpIn, ctx: Ctx, user: CurrentUser,
     if a.status == "requires_action":
         response.status_code = 202
         out.client_secret = outcome.client_secret
-        out.confirm_url = _confirm_url(ctx, a.payment_id) if a.payment_id else None
+        out.next_action = _next_action(outcome.next_action)
+        if out.next_action is None:
+            out.confirm_url = _confirm_url(ctx, a.payment_id) if a.payment_id else None
     return out
 
 
+_WALLET_NAMES = {"alipay": "Alipay", "wechat_pay": "WeChat Pay"}
+
+
+async def _wallet_top_up(ctx: ApiContext, org_id: str, body: TopUpIn, user: CurrentUser,
+                         amount: int, idempotency_key: str | None) -> Outcome:
+    wallet = body.payment_method_type
+    assert wallet in ("alipay", "wechat_pay")
+    if wallet not in ctx.settings.stripe_wallets:
+        await ctx.db.run(require_member, org_id, user.user_id)
+        raise InvalidRequest(f"{_WALLET_NAMES[wallet]} is not available on this server; pay "
+                             "with a card.", param="payment_method_type",
+                             code="payment_method_type_unavailable")
+    if body.payment_method_id is not None:
+        raise InvalidRequest("Give a saved card (payment_method_id) or a wallet "
+                             "(payment_method_type), not both.", param="payment_method_id")
+    return await wallet_top_up(
+        ctx.db, processor_of(ctx), organization_id=org_id, user_id=user.user_id,
+        email=user.email, amount_nano=amount, wallet=wallet, client_key=idempotency_key,
+        policy=policy(ctx.settings), return_base=f"{ctx.settings.resolved_public_url}/billing")
+
+
+def _next_action(action: NextAction | None) -> NextActionOut | None:
+    if action is None:
+        return None
+    return NextActionOut(type=action.type, url=action.url, qr_data=action.qr_data,
+                         qr_image_url=action.qr_image_url)
+
+
 @router.post("/orgs/{org_id}/top-ups/{attempt_id}/refresh", response_model=AttemptOut,
-             summary="Finish a top-up after 3-D Secure (owner)")
+             summary="Finish a top-up after 3-D Secure or a wallet payment (owner)")
 async def refresh_top_up(org_id: str, attempt_id: str, ctx: Ctx,
                          user: CurrentUser) -> AttemptOut:
     outcome = await refresh_attempt(ctx.db, processor_of(ctx), organization_id=org_id,
@@ -300,7 +390,9 @@ async def refresh_top_up(org_id: str, attempt_id: str, ctx: Ctx,
                                     policy=policy(ctx.settings))
     if outcome.suspended_now:
         await notify_suspension(ctx, org_id)
-    return _attempt_out(outcome.attempt)
+    out = _attempt_out(outcome.attempt)
+    out.next_action = _next_action(outcome.next_action)
+    return out
 
 
 async def notify_suspension(ctx: ApiContext, org_id: str) -> None:
@@ -353,8 +445,35 @@ async def put_auto_recharge(org_id: str, body: AutoRechargeIn, ctx: Ctx,
     return await ctx.db.run(run)
 
 
+class BillingAlertsIn(BaseModel):
+    low_balance_usd: str | None = Field(
+        max_length=20, description='Email the owners when the balance falls under this '
+        'amount, e.g. "5" (once, then again only after it has been back over it); null '
+        "turns the email off.")
+
+
+class BillingAlerts(BaseModel):
+    low_balance: Money | None
+
+
+@router.put("/orgs/{org_id}/billing/alerts", response_model=BillingAlerts,
+            summary="Low-balance email (owner)")
+async def put_billing_alerts(org_id: str, body: BillingAlertsIn, ctx: Ctx, user: CurrentUser,
+                             client: ClientInfo) -> BillingAlerts:
+    amount = None if body.low_balance_usd is None else \
+        alerts.low_balance_from_usd(body.low_balance_usd)
+
+    def run(conn: sa.Connection) -> BillingAlerts:
+        require_owner(conn, org_id, user.user_id)
+        low = alerts.set_low_balance(conn, org_id, amount, actor=f"user:{user.user_id}",
+                                     ip=client.ip)
+        return BillingAlerts(low_balance=_money(low) if low is not None else None)
+    return await ctx.db.run(run)
+
+
 @router.get("/orgs/{org_id}/credit-history", response_model=HistoryOut,
-            summary="The organization's ledger: top-ups, grants, usage, refunds")
+            summary="The organization's ledger: top-ups, grants, usage, refunds, "
+                     "expired credit")
 async def credit_history(org_id: str, ctx: Ctx, user: CurrentUser, limit: int = 50,
                          before: int | None = None) -> HistoryOut:
     def run(conn: sa.Connection) -> HistoryOut:

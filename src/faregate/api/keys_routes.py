@@ -1,13 +1,16 @@
-"""/api endpoints: the organization's API keys (create, list, rename, revoke)."""
+"""/api endpoints: the organization's API keys (create, list, rename, change the spend limit,
+revoke)."""
 
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
+from types import EllipsisType
 from typing import Literal
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictFloat, StrictInt, StrictStr
 
 from faregate.api.deps import ClientInfo, Ctx, CurrentUser
 from faregate.api_keys import self_service
@@ -33,8 +36,14 @@ class KeyCreate(BaseModel):
     spend_limit_period: Literal["day", "week", "month"] | None = None
 
 
-class KeyRename(BaseModel):
-    name: str = Field(min_length=1, max_length=200)
+class KeyUpdate(BaseModel):
+    name: str | None = Field(None, min_length=1, max_length=200)
+    spend_limit_usd: StrictStr | StrictInt | StrictFloat | None = Field(
+        None, description='The new limit, a decimal string ("10.00") or a JSON number; null '
+        "removes the limit. Without spend_limit_period the key's period is kept.")
+    spend_limit_period: Literal["day", "week", "month"] | None = Field(
+        None, description="Alone, changes the period and keeps the amount. Counting starts "
+        "afresh in the new period's account.")
 
 
 class SpendLimitOut(BaseModel):
@@ -96,6 +105,20 @@ def _spec(body: KeyCreate) -> KeySpec:
                    spend_limit_period=body.spend_limit_period)
 
 
+def _limit_nano(value: str | int | float) -> int:
+    """A limit in USD as nano-USD, exactly. A JSON number arrives as a double: it is taken as
+    written when it has at most 15 significant digits (a double keeps that many exactly)."""
+    if isinstance(value, float):
+        written = Decimal(repr(value))
+        if not written.is_finite() or len(written.as_tuple().digits) > 15:
+            raise InvalidRequest('Send an amount with more than 15 digits as a string, e.g. '
+                                 '"1234.567891234".', param="spend_limit_usd")
+    try:
+        return usd_to_nano(repr(value) if isinstance(value, float) else str(value))
+    except MoneyFormatError as exc:
+        raise InvalidRequest(f"spend_limit_usd: {exc}", param="spend_limit_usd") from None
+
+
 def _out(conn: sa.Connection, info: KeyInfo) -> dict[str, object]:
     now = dt.datetime.now(dt.UTC)
     status = ("revoked" if info.revoked_at is not None else
@@ -153,12 +176,36 @@ async def get_key(org_id: str, key_id: str, user: CurrentUser, ctx: Ctx) -> dict
     return await ctx.db.run(run)
 
 
-@router.patch("/orgs/{org_id}/keys/{key_id}", response_model=KeyOut, summary="Rename a key")
-async def rename_key(org_id: str, key_id: str, body: KeyRename, user: CurrentUser,
-                     ctx: Ctx) -> dict[str, object]:
+@router.patch("/orgs/{org_id}/keys/{key_id}", response_model=KeyOut,
+              summary="Rename a key or change its spend limit",
+              description="Owners change any key of the organization, a member the keys they "
+              "created. A new limit holds on /v1 within 2 seconds; a lowered one stops "
+              "requests at exactly the new amount (requests already running finish).")
+async def update_key(org_id: str, key_id: str, body: KeyUpdate, user: CurrentUser, ctx: Ctx,
+                     client: ClientInfo) -> dict[str, object]:
+    sent = body.model_fields_set
+    if not sent & {"name", "spend_limit_usd", "spend_limit_period"}:
+        raise InvalidRequest("Nothing to change: send name, spend_limit_usd or "
+                             "spend_limit_period.")
+    if "name" in sent and body.name is None:
+        raise InvalidRequest("A key needs a name.", param="name")
+    limit: int | EllipsisType | None = ...
+    if "spend_limit_usd" in sent:
+        limit = None if body.spend_limit_usd is None else _limit_nano(body.spend_limit_usd)
+    period = body.spend_limit_period if "spend_limit_period" in sent else ...
+
     def run(conn: sa.Connection) -> dict[str, object]:
-        return _out(conn, self_service.user_rename_key(
-            conn, user_id=user.user_id, organization_id=org_id, key_id=key_id, name=body.name))
+        info = None
+        if body.name is not None:
+            info = self_service.user_rename_key(conn, user_id=user.user_id,
+                                                organization_id=org_id, key_id=key_id,
+                                                name=body.name)
+        if not isinstance(limit, EllipsisType) or not isinstance(period, EllipsisType):
+            info = self_service.user_set_spend_limit(
+                conn, user_id=user.user_id, organization_id=org_id, key_id=key_id,
+                limit_nano=limit, period=period, ip=client.ip)
+        assert info is not None
+        return _out(conn, info)
     return await ctx.db.run(run)
 
 

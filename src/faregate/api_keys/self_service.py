@@ -14,10 +14,12 @@ from faregate.api_keys.service import (
     rename_key,
     revoke_key,
 )
+from faregate.api_keys.spend_limits import Keep, set_spend_limit
 from faregate.audit import trail
 from faregate.db.schema import users
 from faregate.errors import NotFound, PermissionDenied
 from faregate.identity.access import require_member
+from faregate.ledger.limits import Period
 
 PHONE_REQUIRED = ("Verify your phone number before creating an API key "
                   "(Settings → Phone verification).")
@@ -70,10 +72,28 @@ def user_get_key(conn: sa.Connection, *, user_id: str, organization_id: str,
     return _visible(conn, user_id, organization_id, key_id)
 
 
+def _editable(conn: sa.Connection, user_id: str, organization_id: str, key_id: str) -> KeyInfo:
+    """Owners change any key of the organization; a member only the keys they created."""
+    info = _visible(conn, user_id, organization_id, key_id)
+    if info.created_by != user_id and _role(conn, organization_id, user_id) != "owner":
+        raise PermissionDenied("Only an owner of this organization or the key's creator can "
+                               "change this key.", code="owner_required")
+    return info
+
+
 def user_rename_key(conn: sa.Connection, *, user_id: str, organization_id: str, key_id: str,
                     name: str) -> KeyInfo:
-    _visible(conn, user_id, organization_id, key_id)
+    _editable(conn, user_id, organization_id, key_id)
     return rename_key(conn, key_id, name, organization_id=organization_id)
+
+
+def user_set_spend_limit(conn: sa.Connection, *, user_id: str, organization_id: str,
+                         key_id: str, limit_nano: int | Keep | None,
+                         period: Period | Keep | None, ip: str | None) -> KeyInfo:
+    """Change a key's spend limit: owners any key, a member the keys they created."""
+    _editable(conn, user_id, organization_id, key_id)
+    return set_spend_limit(conn, key_id, organization_id=organization_id, limit_nano=limit_nano,
+                           period=period, actor=f"user:{user_id}", ip=ip)
 
 
 def user_revoke_key(conn: sa.Connection, *, user_id: str, organization_id: str, key_id: str,

@@ -78,6 +78,7 @@ class Principal:
     spend_limit_nano: int | None = None
     spend_limit_period: Period | None = None
     billing_suspended: bool = False
+    project_budget_nano: int | None = None  # the key's project's monthly budget, if any
 
 
 def _default_project(conn: sa.Connection, organization_id: str) -> str | None:
@@ -214,11 +215,13 @@ def find_principal(conn: sa.Connection, key_hash: str) -> Principal | None:
         sa.select(api_keys.c.id, api_keys.c.organization_id, accounts.c.id.label("acct_id"),
                   api_keys.c.project_id, api_keys.c.kind, api_keys.c.permissions,
                   api_keys.c.scopes, api_keys.c.expires_at, api_keys.c.spend_limit_nano,
-                  api_keys.c.spend_limit_period, billing_states.c.suspended_at)
+                  api_keys.c.spend_limit_period, billing_states.c.suspended_at,
+                  projects.c.monthly_budget_nano)
         .join(accounts, sa.and_(accounts.c.organization_id == api_keys.c.organization_id,
                                 accounts.c.kind == "org_credit"))
         .outerjoin(billing_states,
                    billing_states.c.organization_id == api_keys.c.organization_id)
+        .outerjoin(projects, projects.c.id == api_keys.c.project_id)
         .where(api_keys.c.key_hash == key_hash, api_keys.c.revoked_at.is_(None))
     ).first()
     if row is None:
@@ -228,7 +231,8 @@ def find_principal(conn: sa.Connection, key_hash: str) -> Principal | None:
         kind=row.kind, scopes=allowed_scopes(row.permissions, row.scopes),
         expires_at=row.expires_at.timestamp() if row.expires_at is not None else None,
         spend_limit_nano=row.spend_limit_nano, spend_limit_period=row.spend_limit_period,
-        billing_suspended=row.suspended_at is not None)
+        billing_suspended=row.suspended_at is not None,
+        project_budget_nano=row.monthly_budget_nano)
 
 
 def mark_used(conn: sa.Connection, last_used: dict[str, dt.datetime]) -> None:

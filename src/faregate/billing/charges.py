@@ -14,6 +14,7 @@ import datetime as dt
 import hashlib
 from dataclasses import dataclass
 from typing import Literal
+from urllib.parse import urlencode
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -29,7 +30,14 @@ from faregate.errors import Conflict, InvalidRequest, NotFound
 from faregate.identity.access import require_owner
 from faregate.kit.ids import new_id
 from faregate.ledger.accounts import balance, org_account_id
-from faregate.payments.processor import Charge, PaymentError, PaymentProcessor
+from faregate.payments.processor import (
+    WALLETS,
+    Charge,
+    NextAction,
+    PaymentError,
+    PaymentProcessor,
+    Wallet,
+)
 
 Kind = Literal["topup", "auto_recharge"]
 
@@ -62,6 +70,7 @@ class Outcome:
     suspended_now: bool = False  # this failure suspended billing (email the owners)
     replayed: bool = False  # an Idempotency-Key replay of an earlier request
     client_secret: str | None = None  # requires_action: the browser authenticates with it
+    next_action: NextAction | None = None  # a wallet payment: what the customer does next
 
 
 def _attempt(r: sa.Row[tuple[object, ...]]) -> Attempt:
@@ -97,10 +106,14 @@ class _Started:
 def _start(conn: sa.Connection, *, processor: str, organization_id: str, kind: Kind,
            amount_nano: int, method_ref: str, client_key: str | None,
            user_id: str | None) -> _Started:
-    method_id, method_processor = get_method(conn, organization_id, method_ref)
-    if method_processor != processor:
-        raise InvalidRequest("This card was saved with another payment processor; add it "
-                             "again.", param="payment_method_id")
+    """Write the attempt (pending) before the processor is called. `method_ref` is a saved
+    card's id, or a wallet's name (alipay, wechat_pay) for a payment with no saved method."""
+    method_id: str = method_ref
+    if method_ref not in WALLETS:
+        method_id, method_processor = get_method(conn, organization_id, method_ref)
+        if method_processor != processor:
+            raise InvalidRequest("This card was saved with another payment processor; add "
+                                 "it again.", param="payment_method_id")
     digest = _request_hash(kind, amount_nano, method_ref)
     now = dt.datetime.now(dt.UTC)
     attempt_id = new_id("ch")
@@ -145,7 +158,8 @@ def _finish(conn: sa.Connection, *, processor: str, attempt_id: str, charge: Cha
             payment_succeeded(conn, processor=processor, charge=charge, organization_id=org,
                               reinstate=policy.reinstate_on_payment)
             values["credited_at"] = row.credited_at or now
-        elif status == "failed" and row.status in ("pending", "requires_action"):
+        elif status == "failed" and row.status in ("pending", "requires_action") \
+                and row.payment_method_id not in WALLETS:  # only saved cards count
             suspended_now = state.record_failed_charge(
                 conn, org, threshold=policy.failures_to_suspend,
                 reason=charge.decline_code or "declined")
@@ -161,10 +175,10 @@ def _finish(conn: sa.Connection, *, processor: str, attempt_id: str, charge: Cha
                                  message=error.message[:300], updated_at=now))
     attempt = get_attempt(conn, attempt_id)
     bal = balance(conn, org_account_id(conn, org)).balance_nano
-    secret = charge.client_secret if charge is not None and charge.status == "requires_action" \
-        else None
+    waiting = charge is not None and charge.status == "requires_action"
     return Outcome(dataclasses.replace(attempt, balance_after_nano=bal), suspended_now,
-                   client_secret=secret)
+                   client_secret=charge.client_secret if waiting and charge else None,
+                   next_action=charge.next_action if waiting and charge else None)
 
 
 async def charge_saved_card(db: Database, processor: PaymentProcessor, *, organization_id: str,
@@ -213,6 +227,35 @@ async def top_up(db: Database, processor: PaymentProcessor, *, organization_id: 
                                    policy=policy)
 
 
+async def wallet_top_up(db: Database, processor: PaymentProcessor, *, organization_id: str,
+                        user_id: str, email: str | None, amount_nano: int, wallet: Wallet,
+                        client_key: str | None, policy: Policy, return_base: str) -> Outcome:
+    """A top-up paid with Alipay or WeChat Pay: the attempt waits (requires_action, with the
+    next action) until the customer authorizes it in the wallet; the webhook or a refresh then
+    credits it, once. The customer comes back to `return_base?top_up=<attempt id>`."""
+    await db.run(require_owner, organization_id, user_id)
+    started = await db.run(lambda conn: _start(
+        conn, processor=processor.name, organization_id=organization_id, kind="topup",
+        amount_nano=amount_nano, method_ref=wallet, client_key=client_key, user_id=user_id))
+    if started.replay is not None:
+        return Outcome(started.replay, replayed=True)
+    attempt_id = started.attempt_id
+    customer = await ensure_customer(db, processor, organization_id, email)
+    charge: Charge | None = None
+    error: PaymentError | None = None
+    try:
+        charge = await processor.start_wallet_payment(
+            customer_id=customer, wallet=wallet, amount_minor=nano_to_cents(amount_nano),
+            currency=CURRENCY, idempotency_key=attempt_id,
+            description=charge_description("topup"),
+            return_url=f"{return_base}?{urlencode({'top_up': attempt_id})}")
+    except PaymentError as exc:
+        error = exc
+    return await db.run(lambda conn: _finish(conn, processor=processor.name,
+                                             attempt_id=attempt_id, charge=charge, error=error,
+                                             policy=policy))
+
+
 async def refresh_attempt(db: Database, processor: PaymentProcessor, *, organization_id: str,
                           user_id: str, attempt_id: str, policy: Policy) -> Outcome:
     """After the cardholder authenticated (3-D Secure): read the payment from the processor
@@ -253,7 +296,9 @@ async def reconcile(db: Database, processor: PaymentProcessor, policy: Policy) -
     payment made the first time (or makes it, if the first call never reached the processor)."""
     done = 0
     for attempt_id, org, method_ref, amount, kind in await db.run(stale_attempts):
-        if method_ref is None:
+        # A wallet payment left pending never reached its customer (the next action is only
+        # in our answer), so nothing can have been paid: there is nothing to finish.
+        if method_ref is None or method_ref in WALLETS:
             continue
         method_id, _ = await db.run(get_method, org, method_ref)
         await _charge(db, processor, attempt_id, org, method_id, amount, kind, None, policy)

@@ -7,6 +7,7 @@ import sqlalchemy as sa
 from faregate.billing.amounts import CURRENCY, cents_to_nano
 from faregate.db.schema import billing_customers
 from faregate.ledger.accounts import account_id, lock_available, org_account_id
+from faregate.ledger.lots import open_lot
 from faregate.ledger.transfers import Transfer, post_transfer
 from faregate.payments.processor import Charge
 
@@ -36,8 +37,10 @@ def credit_payment(conn: sa.Connection, *, processor: str, charge: Charge,
     # Serialise credits of one organization: a concurrent delivery of the same payment waits
     # here, then finds the transfer already made.
     lock_available(conn, acct)
-    return post_transfer(
+    transfer = post_transfer(
         conn, debit_account_id=account_id(conn, CLEARING[processor]), credit_account_id=acct,
         amount_nano=cents_to_nano(charge.amount_minor), kind="topup",
         actor=f"{processor}:payment", reason=f"payment {charge.payment_id}",
         idempotency_key=f"payment:{processor}:{charge.payment_id}")
+    open_lot(conn, transfer, kind="paid")  # bought credit: expires (ledger/lots.py)
+    return transfer

@@ -7,6 +7,7 @@ cancelled at once). Attempts are throttled per organization and per client addre
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from dataclasses import dataclass
 
@@ -105,7 +106,9 @@ class PendingBinding:
 async def add_method(db: Database, processor: PaymentProcessor, *, organization_id: str,
                      user_id: str, email: str | None, method_id: str, ip: str,
                      verification_nano: int, secret: bytes,
-                     blocked_networks: tuple[str, ...] = ()) -> MethodInfo | PendingBinding:
+                     blocked_networks: tuple[str, ...] = (),
+                     country_rule: risk.CountryRule | None = None
+                     ) -> MethodInfo | PendingBinding:
     await db.run(require_owner, organization_id, user_id)
     if risk.network_blocked(ip, blocked_networks):
         await _decide(db, organization_id, ip, "block", "client address in a blocked network")
@@ -123,6 +126,8 @@ async def add_method(db: Database, processor: PaymentProcessor, *, organization_
         await _decide(db, organization_id, ip, "block",
                       f"processor refused the card: {exc.decline_code or exc.code}")
         raise _refusal(exc) from None
+    if country_rule is not None:
+        await _check_country(db, processor, organization_id, ip, saved, country_rule)
     check = await processor.verify_card(
         customer_id=customer, method_id=saved.method_id,
         amount_minor=nano_to_cents(verification_nano), currency=CURRENCY,
@@ -131,6 +136,22 @@ async def add_method(db: Database, processor: PaymentProcessor, *, organization_
         await _decide(db, organization_id, ip, "review", "the bank asks for authentication")
         return PendingBinding(saved.method_id, check.payment_id, check.client_secret)
     return await _finish_binding(db, processor, organization_id, user_id, ip, saved, check)
+
+
+async def _check_country(db: Database, processor: PaymentProcessor, organization_id: str,
+                         ip: str, saved: SavedMethod, rule: risk.CountryRule) -> None:
+    """Billing country against the client address's country, before the $5 check."""
+    country = saved.billing.country
+    # The table is read from disk once (and again when it changes): not on the event loop.
+    why = await asyncio.to_thread(risk.country_mismatch, rule, ip, country)
+    if why is None:
+        return
+    if rule.on_mismatch == "block":
+        await processor.detach_method(method_id=saved.method_id)
+        await _decide(db, organization_id, ip, "block", why)
+        raise PermissionDenied(risk.country_blocked(country or ""),
+                               code="risk_country_mismatch")
+    await _decide(db, organization_id, ip, "review", why)
 
 
 async def confirm_method(db: Database, processor: PaymentProcessor, *, organization_id: str,

@@ -18,6 +18,7 @@ from faregate.identity.access import require_owner
 from faregate.kit.crypto import keyed_hash
 from faregate.kit.ids import new_id
 from faregate.ledger.accounts import GRANTS, account_id, org_account_id
+from faregate.ledger.lots import open_lot
 from faregate.ledger.transfers import Transfer, post_transfer
 from faregate.throttle import limiter
 
@@ -109,6 +110,7 @@ def redeem(conn: sa.Connection, *, code: str, organization_id: str, user_id: str
         credit_account_id=org_account_id(conn, organization_id),
         amount_nano=int(row.amount_nano), kind="redemption", actor=f"user:{user_id}",
         reason=f"redemption code …{row.hint}", idempotency_key=f"redeem:{row.id}")
+    open_lot(conn, transfer, kind="paid")  # codes are usually sold: paid credit, which expires
     trail.record(conn, action="redemption_code.redeemed", actor=f"user:{user_id}",
                  target=row.id, organization_id=organization_id, ip=ip,
                  detail={"amount_nano": int(row.amount_nano), "hint": row.hint})

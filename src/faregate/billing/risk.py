@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
 
 import sqlalchemy as sa
 
+from faregate.billing import ipcountry
 from faregate.db.schema import risk_decisions
 from faregate.kit.netinfo import parse_networks
 
@@ -21,6 +25,33 @@ def network_blocked(ip: str, blocked: tuple[str, ...]) -> bool:
     except ValueError:
         return False
     return any(address in net for net in parse_networks(blocked))
+
+
+@dataclass(frozen=True, slots=True)
+class CountryRule:
+    """Billing country against the client address's country (FAREGATE_RISK_IP_COUNTRY_CSV):
+    a mismatch is recorded for review, or refused (`block`)."""
+
+    csv: Path | None = None
+    on_mismatch: Literal["review", "block"] = "review"
+
+
+def country_mismatch(rule: CountryRule, ip: str, billing_country: str | None) -> str | None:
+    """The reason to record when the card's billing country is not the country the client
+    address is in; None when it is, or when either is unknown (no table, an address the table
+    does not list, a private or loopback address, no billing country)."""
+    if rule.csv is None or not billing_country:
+        return None
+    ip_country = ipcountry.table_for(rule.csv).country_of(ip)
+    billing = billing_country.strip().upper()
+    if ip_country is None or ip_country == billing:
+        return None
+    return f"billing country {billing} differs from the client address's country {ip_country}"
+
+
+def country_blocked(billing_country: str) -> str:
+    return (f"Cards billed in {billing_country.strip().upper()} cannot be added from a network "
+            "in another country. Add the card from where you live, or contact support.")
 
 
 def record(conn: sa.Connection, *, organization_id: str, ip: str | None, action: str,

@@ -17,7 +17,7 @@ from faregate.billing.credit import organization_of_customer
 from faregate.billing.refunds import take_back
 from faregate.billing.settle import payment_succeeded
 from faregate.db.schema import charge_attempts, webhook_events
-from faregate.payments.processor import WebhookEvent
+from faregate.payments.processor import WALLETS, WebhookEvent
 
 _SUCCEEDED = {"payment_intent.succeeded", "charge.succeeded"}
 _FAILED = {"payment_intent.payment_failed", "charge.failed"}
@@ -57,7 +57,7 @@ def apply_event(conn: sa.Connection, *, processor: str, event: WebhookEvent,
                                      credited_at=attempt.credited_at or now))
             result = Applied(False, True, org)
         elif (org is not None and event.type in _FAILED and attempt is not None
-              and attempt.status == "pending"):
+              and attempt.status == "pending" and attempt.payment_method_id not in WALLETS):
             suspended = state.record_failed_charge(
                 conn, org, threshold=failures_to_suspend,
                 reason=payment.decline_code or "declined")

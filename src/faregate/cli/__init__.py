@@ -12,7 +12,14 @@ import typer
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
-from faregate.cli import account_cmds, billing_cmds, catalog_cmds, ledger_cmds, run_cmds
+from faregate.cli import (
+    account_cmds,
+    billing_cmds,
+    catalog_cmds,
+    ledger_cmds,
+    operator_cmds,
+    run_cmds,
+)
 from faregate.errors import FaregateError, InvalidRequest
 from faregate.kit.money import MoneyFormatError
 
@@ -28,6 +35,7 @@ account_cmds.register(app)
 ledger_cmds.register(app)
 catalog_cmds.register(app)
 billing_cmds.register(app)
+operator_cmds.register(app)
 
 
 def _fail(message: str, code: int) -> None:

@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
+from types import EllipsisType
 from typing import Annotated, Any
 
 import typer
 
-from faregate.api_keys.service import KeyInfo, KeySpec, issue_key, list_keys, revoke_key
+from faregate.api_keys.service import (
+    KeyInfo,
+    KeySpec,
+    get_key,
+    issue_key,
+    list_keys,
+    revoke_key,
+)
+from faregate.api_keys.spend_limits import set_spend_limit
 from faregate.cli._edge import (
     Email,
     JsonFlag,
+    actor,
     emit_json,
     emit_record,
     emit_table,
@@ -21,6 +31,7 @@ from faregate.cli._edge import (
     transaction,
 )
 from faregate.identity.users import create_user, get_user_by_email
+from faregate.kit.money import nano_to_usd
 from faregate.ledger.limits import PERIODS
 
 users_app = typer.Typer(help="Users (each with a personal organization).", no_args_is_help=True)
@@ -107,6 +118,41 @@ def keys_revoke(
     with transaction() as conn:
         info = revoke_key(conn, key_id)
     data = {**_key_summary(info), "organization_id": info.organization_id}
+    if as_json:
+        emit_json(data)
+    else:
+        emit_record(data)
+
+
+@keys_app.command("set-limit")
+def keys_set_limit(
+    key_id: Annotated[str, typer.Argument(metavar="KEY_ID", help="The key's id (key_...).")],
+    spend_limit: Annotated[str | None, typer.Option(
+        help="Most the key may spend per period, in USD (e.g. 10.00).")] = None,
+    period: Annotated[str | None, typer.Option(
+        help="day, week or month (UTC); default: the key's current period.")] = None,
+    none: Annotated[bool, typer.Option("--none", help="Remove the key's limit.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Change a key's spend limit; it holds on every server within 2 seconds. A lowered limit
+    stops requests at exactly the new amount."""
+    if none == (spend_limit is not None or period is not None):
+        raise typer.BadParameter("give --spend-limit and/or --period, or --none",
+                                 param_hint="--spend-limit")
+    if period is not None and period not in PERIODS:
+        raise typer.BadParameter("must be day, week or month", param_hint="--period")
+    limit: int | EllipsisType | None = None if none else ...
+    if spend_limit is not None:
+        limit = parse_usd(spend_limit, "--spend-limit", positive=True)
+    with transaction() as conn:
+        org = get_key(conn, key_id).organization_id
+        info = set_spend_limit(conn, key_id, organization_id=org, limit_nano=limit,
+                               period=period if period is not None else ...,
+                               actor=actor())
+    data = {**_key_summary(info), "organization_id": info.organization_id,
+            "spend_limit_usd": nano_to_usd(info.spend_limit_nano)
+            if info.spend_limit_nano is not None else None,
+            "spend_limit_period": info.spend_limit_period}
     if as_json:
         emit_json(data)
     else:

@@ -272,15 +272,9 @@ usage_records = sa.Table(
     sa.Column("settlement_id", sa.String(40), nullable=False),
     sa.Column("settled_at", Now, nullable=False),
     sa.Column("project_id", sa.String(40), nullable=True),
-    # PostgreSQL: the id of the inserting transaction (pg_current_xact_id), so the rollup
-    # worker reads exactly the records of transactions that can no longer commit (below the
-    # snapshot's xmin), in (txid, id) order. NULL on SQLite, where writers are serialized and
-    # ids are committed in order.
-    sa.Column("txid", sa.BigInteger, nullable=True),
     sa.CheckConstraint("cost_nano = charged_nano + writeoff_nano", name="cost_split"),
     sa.CheckConstraint("charged_nano >= 0 AND writeoff_nano >= 0", name="nonnegative"),
     sa.Index("ix_usage_records_org_settled", "organization_id", "settled_at"),
-    sa.Index("ix_usage_records_txid_id", "txid", "id"),
 )
 
 # Usage summed per bucket (1m, 1h, 1d; UTC, by settlement time) x organization x project x key x
@@ -306,11 +300,10 @@ usage_rollups = sa.Table(
     sa.CheckConstraint("width IN ('1m', '1h', '1d')", name="width"),
 )
 
-# How far the rollup worker has read the usage records: (txid, id) on PostgreSQL, id on SQLite.
+# How far the rollup worker has read the usage records (every id up to last_id is rolled up).
 rollup_state = sa.Table(
     "rollup_state", metadata,
     sa.Column("name", sa.String(40), primary_key=True),
-    sa.Column("last_txid", sa.BigInteger, nullable=False),
     sa.Column("last_id", sa.BigInteger, nullable=False),
     sa.Column("records", sa.BigInteger, nullable=False),
     sa.Column("updated_at", Now, nullable=False),
@@ -566,4 +559,101 @@ risk_decisions = sa.Table(
     sa.Column("reason", sa.String(300), nullable=False),
     sa.Column("created_at", Now, nullable=False),
     sa.CheckConstraint("decision IN ('allow', 'review', 'block')", name="decision"),
+)
+
+# --- Credit lots (ledger/lots.py) -------------------------------------------------------------
+
+# One lot per credit that lands on an organization's account (the transfer that brought it), so
+# that credit can be used in order (promotional first, then paid oldest first) and expire.
+# `remaining_nano` is what is left after the consumption allocated so far (by the worker, from
+# the account's debits); amount = remaining + consumed + expired. A lot's rows are only written
+# with its account row locked.
+credit_lots = sa.Table(
+    "credit_lots", metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+              autoincrement=True),
+    sa.Column("organization_id", sa.String(40), sa.ForeignKey("organizations.id"),
+              nullable=False),
+    sa.Column("account_id", sa.Integer, sa.ForeignKey("accounts.id"), nullable=False,
+              index=True),
+    # NULL only for the one lot per account of the credit from before lots existed (0006).
+    sa.Column("source_transfer_id", sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+              sa.ForeignKey("transfers.id"), nullable=True, unique=True),
+    sa.Column("kind", sa.String(16), nullable=False),  # paid | promotional
+    sa.Column("amount_nano", Money, nullable=False),
+    sa.Column("remaining_nano", Money, nullable=False),
+    sa.Column("expired_nano", Money, nullable=False, server_default="0"),
+    sa.Column("created_at", Now, nullable=False),
+    sa.Column("expires_at", Now, nullable=True),  # NULL: never (or, paid, not yet dated)
+    # Paid lots: the expiry period in months the worker gave the lot (0: never); NULL until
+    # then. Promotional lots: NULL (their expiry, if any, is given at grant time).
+    sa.Column("term_months", sa.SmallInteger, nullable=True, index=True),
+    sa.Column("expired_at", Now, nullable=True),  # set once its date passed; remaining is 0
+    sa.CheckConstraint("kind IN ('paid', 'promotional')", name="kind"),
+    sa.CheckConstraint("amount_nano > 0 AND remaining_nano >= 0 AND expired_nano >= 0 "
+                       "AND remaining_nano + expired_nano <= amount_nano", name="amounts"),
+    sa.CheckConstraint("expired_at IS NULL OR remaining_nano = 0", name="expired_empty"),
+    sa.Index("ix_credit_lots_due", "expired_at", "expires_at"),
+)
+
+# Per organization account: how much of its debits has been allocated to its lots, and the
+# last refund transfer whose take-back was allocated to the refunded payment's own lot.
+credit_lot_cursors = sa.Table(
+    "credit_lot_cursors", metadata,
+    sa.Column("account_id", sa.Integer, sa.ForeignKey("accounts.id"), primary_key=True),
+    sa.Column("allocated_nano", Money, nullable=False),
+    sa.Column("refund_transfer_id", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", Now, nullable=False),
+    sa.CheckConstraint("allocated_nano >= 0", name="nonnegative"),
+)
+
+# Refund take-backs of an account, found by the lot worker without reading its usage debits.
+sa.Index("ix_transfers_refunds", transfers.c.debit_account_id, transfers.c.id,
+         postgresql_where=transfers.c.kind == "refund",
+         sqlite_where=transfers.c.kind == "refund")
+
+# --- Operators (operators/) -------------------------------------------------------------------
+
+# The people who run this Faregate, separate from users. The TOTP secret is encrypted with the
+# server's encryption key; `totp_last_step` is the last 30-second step a code was accepted for
+# (a code is accepted only for a later step: no replay).
+operators = sa.Table(
+    "operators", metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("email", sa.String(320), nullable=False, unique=True),
+    sa.Column("name", sa.String(200), nullable=True),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("password_hash", sa.String(200), nullable=False),
+    sa.Column("password_changed_at", Now, nullable=False),
+    sa.Column("totp_secret_encrypted", sa.Text, nullable=False),
+    sa.Column("totp_confirmed_at", Now, nullable=True),
+    sa.Column("totp_last_step", sa.BigInteger, nullable=True),
+    sa.Column("created_at", Now, nullable=False),
+    sa.Column("disabled_at", Now, nullable=True),
+    sa.Column("last_sign_in_at", Now, nullable=True),
+    sa.CheckConstraint("role IN ('admin', 'support')", name="role"),
+)
+
+# Single-use recovery codes, as keyed hashes.
+operator_recovery_codes = sa.Table(
+    "operator_recovery_codes", metadata,
+    sa.Column("operator_id", sa.String(40), sa.ForeignKey("operators.id"), primary_key=True),
+    sa.Column("code_hash", sa.String(64), primary_key=True),
+    sa.Column("created_at", Now, nullable=False),
+    sa.Column("used_at", Now, nullable=True),
+)
+
+# Operator sessions (the /admin cookie); only the token's hash is stored.
+operator_sessions = sa.Table(
+    "operator_sessions", metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("operator_id", sa.String(40), sa.ForeignKey("operators.id"), nullable=False,
+              index=True),
+    sa.Column("created_at", Now, nullable=False),
+    sa.Column("expires_at", Now, nullable=False),
+    sa.Column("last_seen_at", Now, nullable=False),
+    sa.Column("ip", sa.String(64), nullable=True),
+    sa.Column("user_agent", sa.String(300), nullable=True),
+    sa.Column("revoked_at", Now, nullable=True),
 )

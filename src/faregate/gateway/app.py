@@ -12,6 +12,8 @@ from faregate.api_keys.scopes import ENDPOINT_SCOPE
 from faregate.api_keys.service import Principal
 from faregate.db.schema import usage_records
 from faregate.errors import AuthenticationFailed, FaregateError, NotFound
+from faregate.gateway.admin_usage import PREFIX as ADMIN_PREFIX
+from faregate.gateway.admin_usage import serve_admin
 from faregate.gateway.asgi_io import (
     ClientGone,
     Receive,
@@ -75,6 +77,9 @@ class GatewayApp:
         path: str = scope["path"].rstrip("/")
         method: str = scope["method"]
         endpoint = _POST_ROUTES.get(path)
+        if endpoint is None and path.startswith(ADMIN_PREFIX):  # usage and costs APIs
+            await serve_admin(self.state, scope, send, headers)
+            return
         if endpoint is None and not (path == "/v1/models" or path.startswith("/v1/models/")
                                      or path.startswith("/v1/faregate/requests/")):
             raise NotFound(f"Invalid URL ({method} {path})")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,7 +11,7 @@ import orjson
 from faregate.api_keys.service import Principal
 from faregate.catalog.service import ModelInfo, Route
 from faregate.errors import InsufficientQuota, InvalidRequest, ModelNotFound
-from faregate.gateway.limits import limit_reached
+from faregate.gateway.limits import budget_reached, limit_reached
 from faregate.gateway.parse import Call
 from faregate.gateway.state import GatewayState
 from faregate.ledger.leasing import Reservation, Shortfall
@@ -52,6 +53,46 @@ def _set_limit(body: dict[str, Any], call: Call, limit: int) -> None:
             body[other] = min(body[other], limit)
 
 
+async def _reserve(gw: GatewayState, principal: Principal, want: int, need: int
+                   ) -> tuple[Reservation, Callable[[int], InsufficientQuota]]:
+    """Reserve from the balance and, in the same step, from the key's spend limit and the
+    project's budget when they have one. Also returns how to refuse when account `i` (in the
+    order reserved; 0 = the balance) ran short."""
+    if principal.spend_limit_nano is None and principal.project_budget_nano is None:
+        res = await gw.credits.reserve(principal.acct_id, want, need)
+        if res is None:
+            raise InsufficientQuota()
+        return res, _no_quota
+    accts = [principal.acct_id]
+    windows: list[LimitWindow | None] = [None]
+    if principal.spend_limit_nano is not None:
+        acct, period = await gw.limits.account_for(principal)
+        accts.append(acct)
+        windows.append(period)
+    budget_at = 0
+    if principal.project_budget_nano is not None and principal.project_id is not None:
+        acct, month = await gw.limits.budget_account_for(principal)
+        budget_at = len(accts)
+        accts.append(acct)
+        windows.append(month)
+
+    def refuse(index: int) -> InsufficientQuota:
+        w = windows[index]
+        if w is None:
+            return InsufficientQuota()
+        return budget_reached(principal, w) if index == budget_at else \
+            limit_reached(principal, w)
+
+    got = await gw.credits.reserve_joint(tuple(accts), want, need)
+    if isinstance(got, Shortfall):
+        raise refuse(got.index)
+    return got, refuse
+
+
+def _no_quota(index: int) -> InsufficientQuota:
+    return InsufficientQuota()
+
+
 BILLING_NOT_ACTIVE = (
     "Billing for your organization is not active: payments on your card failed. Add a working "
     "card or pay on the billing page to reactivate it.")
@@ -79,17 +120,7 @@ async def prepare(gw: GatewayState, call: Call, principal: Principal,
         want, need = reservation(price, prompt_bound, limit, call.n, margin)
     else:
         want = need = cost(price, prompt_bound, 0, 0)
-    period: LimitWindow | None = None
-    if principal.spend_limit_nano is None:
-        res = await gw.credits.reserve(principal.acct_id, want, need)
-        if res is None:
-            raise InsufficientQuota()
-    else:
-        limit_acct, period = await gw.limits.account_for(principal)
-        got = await gw.credits.reserve_joint((principal.acct_id, limit_acct), want, need)
-        if isinstance(got, Shortfall):
-            raise InsufficientQuota() if got.index == 0 else limit_reached(principal, period)
-        res = got
+    res, refuse = await _reserve(gw, principal, want, need)
     lowered: int | None = None
     changed = False
     if call.has_output:
@@ -97,9 +128,7 @@ async def prepare(gw: GatewayState, call: Call, principal: Principal,
             fits = max_tokens_within(price, res.amount_nano, prompt_bound, call.n, margin, limit)
             if fits < 1:
                 gw.credits.release(res)
-                if period is not None and res.limited_by > 0:
-                    raise limit_reached(principal, period)
-                raise InsufficientQuota()
+                raise refuse(res.limited_by)
             lowered = limit = fits
         if limit != call.max_tokens:
             _set_limit(body, call, limit)

@@ -14,6 +14,7 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
@@ -277,8 +278,57 @@ class CreditManager:
             self._retire(st, lease)
 
     def _forget_finished_old(self) -> None:
-        for lease_id in [i for i, x in self._old.items() if not x.reserved and not x.pending]:
+        # A replaced lease that is still open is closed by `_close_drained_old` first.
+        for lease_id in [i for i, x in self._old.items()
+                         if x.gone and not x.reserved and not x.pending]:
             del self._old[lease_id]
+
+    async def _close_drained_old(self) -> None:
+        """Return what replaced leases still hold once their last requests have settled."""
+        for lease in [x for x in self._old.values()
+                      if not x.gone and not x.reserved and not x.pending]:
+            lease.gone = True
+            amount, lease.leased = lease.leased, 0
+            await self._db.run(_release, lease.id, lease.acct_id, amount)
+
+    async def renew(self, acct_id: int,
+                    then: Callable[[sa.Connection], object] | None = None) -> None:
+        """Stop reserving from this process's lease of the account: what it holds beyond the
+        requests in flight on it goes back to the account at once, in one transaction with
+        `then` (which sees the account without it); those requests settle on it as before and
+        the rest returns when they finish. The next reservation leases afresh. For an account
+        whose terms changed under the lease (a spend limit lowered while this process held
+        part of it)."""
+        st = self._accounts.setdefault(acct_id, _AccountState())
+        async with st.lock:
+            lease = self._live_lease(acct_id)
+            st.exhausted_until = 0.0
+            spare, close = 0, False
+            if lease is not None:
+                st.lease = None
+                st.recent_ask = 0
+                spare = max(0, lease.free)
+                lease.leased -= spare  # before the await: settlements must not count on it
+                close = not lease.reserved and not lease.pending
+                if close:
+                    lease.gone = True
+                else:
+                    self._old[lease.id] = lease
+
+            def run(conn: sa.Connection) -> bool:
+                done = lease is None or lease_db.release(
+                    conn, lease_id=lease.id, acct_id=acct_id, amount_nano=spare, close=close)
+                if then is not None:
+                    then(conn)
+                return done
+            try:
+                released = await self._db.run(run)
+            except BaseException:
+                if lease is not None:  # the database still holds it: let it lapse, unused
+                    self._mark_gone(lease)
+                raise
+            if not released and lease is not None:
+                self._mark_gone(lease)
 
     async def maintain(self) -> None:
         """Heartbeat open leases and return idle ones. Called periodically."""
@@ -293,6 +343,7 @@ class CreditManager:
                 await self._close(st, lease)
             elif lease is None and not st.lock.locked() and now - st.last_active > 60:
                 del self._accounts[acct_id]
+        await self._close_drained_old()
         self._forget_finished_old()
 
     async def _heartbeat(self) -> None:
@@ -319,6 +370,7 @@ class CreditManager:
         for st in list(self._accounts.values()):
             if st.lease is not None and not st.lease.gone:
                 await self._close(st, st.lease)
+        await self._close_drained_old()
         await self.committer.stop()
 
 

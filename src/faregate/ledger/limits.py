@@ -54,6 +54,11 @@ def key_limit_code(key_id: str, w: LimitWindow) -> str:
     return f"key:{key_id}:{w.period}:{w.start.date().isoformat()}"
 
 
+def project_budget_code(project_id: str, w: LimitWindow) -> str:
+    """A project's monthly budget account (`w` is a month window)."""
+    return f"project:{project_id}:month:{w.start.date().isoformat()}"
+
+
 def ensure_limit_account(conn: sa.Connection, *, code: str, organization_id: str,
                          limit_nano: int) -> int:
     """The guarded account for one limit period, created and funded on first use (idempotent,

@@ -88,6 +88,11 @@ class SystemAccounts:
                    account_id(conn, LIMITS))
 
 
+# A shared advisory lock held by every transaction that inserts usage records (PostgreSQL).
+USAGE_LOCK_KEY = 0x6661726567617465  # "faregate"
+USAGE_WRITERS_LOCK = f"SELECT pg_advisory_xact_lock_shared({USAGE_LOCK_KEY})"
+
+
 def _values(n: int) -> str:
     return ", ".join(["(CAST(? AS BIGINT), CAST(? AS BIGINT))"] * n)
 
@@ -110,9 +115,7 @@ _INSERT_USAGE = (
     "INSERT INTO usage_records (request_id, organization_id, api_key_id, account_id, endpoint, "
     "model, upstream, prompt_tokens, cached_tokens, completion_tokens, usage_source, status, "
     "streamed, latency_ms, cost_nano, charged_nano, writeoff_nano, settlement_id, settled_at, "
-    "project_id, txid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {txid})")
-# The inserting transaction's id (see usage_records.txid); the rollup worker reads by it.
-_TXID = {"postgresql": "CAST(CAST(pg_current_xact_id() AS TEXT) AS BIGINT)"}
+    "project_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 
 
 def _sql(conn: sa.Connection, statement: str) -> str:
@@ -225,6 +228,9 @@ def settle_batch(conn: sa.Connection, items: Sequence[Settlement],
     out = BatchOutcome()
     now = dt.datetime.now(dt.UTC)
     if conn.dialect.name != "sqlite":
+        # Before this batch takes usage record ids: the rollup worker waits for holders of
+        # this lock to end before it trusts that no lower id can still commit.
+        conn.exec_driver_sql(USAGE_WRITERS_LOCK)
         ids = {i.acct_id for i in items} | {p.acct_id for i in items for p in i.limits}
         conn.execute(sa.select(accounts.c.id).where(accounts.c.id.in_(sorted(ids)))
                      .order_by(accounts.c.id).with_for_update())
@@ -270,6 +276,5 @@ def settle_batch(conn: sa.Connection, items: Sequence[Settlement],
         conn.exec_driver_sql(_sql(conn, _CREDIT), (limit_total, system.limits))
     if transfer_rows:
         conn.exec_driver_sql(_sql(conn, _INSERT_TRANSFER), transfer_rows)
-    insert_usage = _INSERT_USAGE.format(txid=_TXID.get(conn.dialect.name, "NULL"))
-    conn.exec_driver_sql(_sql(conn, insert_usage), usage_rows)
+    conn.exec_driver_sql(_sql(conn, _INSERT_USAGE), usage_rows)
     return out

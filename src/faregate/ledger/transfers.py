@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from faregate.db.schema import accounts, transfers
 from faregate.errors import InvalidRequest, Refused
 from faregate.ledger.accounts import GRANTS, account_id, org_account_id
+from faregate.ledger.lots import open_lot
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,9 +107,13 @@ def _check_same(prior: Transfer, debit: int, credit: int, amount: int, kind: str
 
 
 def grant(conn: sa.Connection, organization_id: str, amount_nano: int, *, actor: str,
-          reason: str, idempotency_key: str | None = None) -> Transfer:
-    """Promotional/operator credit: from the platform's grants account to the organization."""
-    return post_transfer(
+          reason: str, idempotency_key: str | None = None,
+          expires_at: dt.datetime | None = None) -> Transfer:
+    """Promotional/operator credit: from the platform's grants account to the organization.
+    It is used before paid credit, and expires at `expires_at` if given (else never)."""
+    transfer = post_transfer(
         conn, debit_account_id=account_id(conn, GRANTS),
         credit_account_id=org_account_id(conn, organization_id), amount_nano=amount_nano,
         kind="grant", actor=actor, reason=reason, idempotency_key=idempotency_key)
+    open_lot(conn, transfer, kind="promotional", expires_at=expires_at)
+    return transfer

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from faregate.db.engine import now_ms_expr
 from faregate.db.schema import accounts, leases, transfers, usage_records
 from faregate.ledger.accounts import WRITEOFF, account_id
+from faregate.ledger.lots import lot_problems
 
 # A lease is reported as lapsed only once it is this far past its expiry: the sweeper runs
 # every few seconds, so a just-lapsed lease is normal while a server runs.
@@ -52,6 +53,7 @@ def verify(conn: sa.Connection) -> list[str]:
     if total_credits != total_debits:
         problems.append(f"double entry broken: credits {total_credits} != debits {total_debits}")
     problems += _usage_problems(conn)
+    problems += lot_problems(conn)
     lapsed = conn.execute(
         sa.select(sa.func.count()).select_from(leases)
         .where(leases.c.status == "open",
@@ -102,25 +104,38 @@ def _usage_problems(conn: sa.Connection) -> list[str]:
 
 
 def _limit_problems(conn: sa.Connection) -> list[str]:
-    """Each spend-limit debit equals what the batch charged requests of that key."""
-    posted: dict[tuple[str, str], int] = defaultdict(int)
+    """Each spend-limit debit (accounts `key:{key_id}:...`) and each project budget debit
+    (`project:{project_id}:month:...`) is what the batch charged requests of that key or
+    project — or less, by the requests that were authorized before the limit or budget was
+    set (a server's view of it is up to 2 s old, and a key's limit can be set, removed or
+    moved to another period while its requests run; those requests were not reserved against
+    it, so nothing of them was debited)."""
+    posted: dict[tuple[str, str, str], int] = defaultdict(int)
     for settlement_id, code, amount in conn.execute(
             sa.select(transfers.c.settlement_id, accounts.c.code, transfers.c.amount_nano)
             .join(accounts, accounts.c.id == transfers.c.debit_account_id)
             .where(transfers.c.kind == "spend_limit_use")).all():
-        posted[(settlement_id, code.split(":")[1])] += int(amount)
+        kind, owner = code.split(":")[:2]
+        posted[(settlement_id, kind, owner)] += int(amount)
     if not posted:
         return []
-    charged = {(r[0], r[1]): int(r[2]) for r in conn.execute(
-        sa.select(usage_records.c.settlement_id, usage_records.c.api_key_id,
-                  sa.func.sum(usage_records.c.charged_nano))
-        .where(usage_records.c.settlement_id.in_({k[0] for k in posted}))
-        .group_by(usage_records.c.settlement_id, usage_records.c.api_key_id)).all()}
-    wrong = [k for k, v in posted.items() if charged.get(k, 0) != v]
+    settlements = {k[0] for k in posted}
+    charged: dict[tuple[str, str, str], int] = {}
+    for kind, column in (("key", usage_records.c.api_key_id),
+                         ("project", usage_records.c.project_id)):
+        if any(k[1] == kind for k in posted):
+            for sid, owner, amount in conn.execute(
+                    sa.select(usage_records.c.settlement_id, column,
+                              sa.func.sum(usage_records.c.charged_nano))
+                    .where(usage_records.c.settlement_id.in_(settlements))
+                    .group_by(usage_records.c.settlement_id, column)).all():
+                charged[(sid, kind, owner)] = int(amount)
+    wrong = [k for k, v in posted.items() if v > charged.get(k, 0)]
     if not wrong:
         return []
-    return [f"{len(wrong)} spend-limit debit(s) differ from their key's charges, e.g. "
-            f"{wrong[0]}: transfers {posted[wrong[0]]} != records {charged.get(wrong[0], 0)}"]
+    return [f"{len(wrong)} spend-limit debit(s) differ from their key's or project's charges, "
+            f"e.g. {wrong[0]}: transfers {posted[wrong[0]]} != records "
+            f"{charged.get(wrong[0], 0)}"]
 
 
 def _mismatches(conn: sa.Connection, expected: sa.Select[Any], actual: sa.Select[Any],

@@ -11,6 +11,9 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 ChargeStatus = Literal["succeeded", "failed", "requires_action", "processing", "canceled"]
+# Wallets a top-up can be paid with instead of a saved card (Stripe's payment method types).
+Wallet = Literal["alipay", "wechat_pay"]
+WALLETS: tuple[Wallet, ...] = ("alipay", "wechat_pay")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +45,17 @@ class SavedMethod:
 
 
 @dataclass(frozen=True, slots=True)
+class NextAction:
+    """What the customer does to authorize a wallet payment: follow a redirect (Alipay), or
+    scan a QR code with the wallet's app (WeChat Pay)."""
+
+    type: Literal["redirect", "qr_code"]
+    url: str | None = None  # redirect: where to send the browser; qr_code: a page showing it
+    qr_data: str | None = None  # qr_code: the code's content
+    qr_image_url: str | None = None  # qr_code: an image of it (https: or data: URL)
+
+
+@dataclass(frozen=True, slots=True)
 class Charge:
     """A payment attempt's outcome as the processor reports it (never from our metadata)."""
 
@@ -54,6 +68,7 @@ class Charge:
     decline_code: str | None = None  # insufficient_funds, generic_decline, expired_card, ...
     message: str | None = None  # the processor's message, safe to show
     client_secret: str | None = None  # for requires_action: the browser completes it
+    next_action: NextAction | None = None  # a wallet payment waiting for the customer
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +135,14 @@ class PaymentProcessor(Protocol):
                      description: str) -> Charge:
         """Charge a saved method. `idempotency_key` is sent to the processor: a retry with the
         same key returns the first result and never charges twice."""
+        ...
+
+    async def start_wallet_payment(self, *, customer_id: str, wallet: Wallet,
+                                   amount_minor: int, currency: str, idempotency_key: str,
+                                   description: str, return_url: str) -> Charge:
+        """A payment the customer authorizes in their wallet: status requires_action with the
+        next action (the browser comes back to `return_url` after a redirect), later
+        succeeded (webhook, retrieve_payment) or failed. `idempotency_key` as for charge."""
         ...
 
     async def retrieve_payment(self, payment_id: str) -> Charge:

@@ -1,20 +1,24 @@
 """Roll usage records up into per-minute, per-hour and per-day sums.
 
-The worker reads the records past a watermark, adds them to `usage_rollups` and moves the
-watermark, in one transaction: each record is counted exactly once, however many workers run
-(the watermark row is locked) and whatever crashes. Settlement never touches a rollup row, so
-the hot path does not contend on them.
+The worker reads the records past a watermark (an id), adds them to `usage_rollups` and moves
+the watermark, in one transaction: each record is counted exactly once, however many workers
+run (the watermark row is locked) and whatever crashes. Settlement never touches a rollup row,
+so the hot path does not contend on them.
 
 Which records are safe to read: on PostgreSQL a record's id is taken when it is inserted, not
-when its transaction commits, so ids commit out of order. Each record carries the id of its
-inserting transaction (`txid`); every transaction below the snapshot's `xmin` has ended, so
-no record with such a txid can still appear. The worker reads those, in (txid, id) order. On
-SQLite writers are serialized, so ids commit in order and the id alone is the watermark."""
+when its transaction commits, so ids can commit out of order; reading past a gap could skip a
+record that commits a moment later. Every transaction that inserts usage records first takes a
+shared advisory lock (`ledger.settlement.USAGE_WRITERS_LOCK`). The worker takes the same lock
+exclusively for an instant, in a transaction of its own, with a *try* (never queueing, so it
+never holds up a settlement) and reads the highest id: every transaction that had taken an id
+by then has ended, so no id at or below it can still appear. That id bounds what it rolls up.
+A watermark that only needs a lock among the writers of usage records, not the database-wide
+oldest transaction (`xmin`), is not held back by long transactions elsewhere on the server.
+On SQLite writers are serialized, so ids commit in order and the highest id is the bound."""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,20 +26,19 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from faregate.db.schema import rollup_state, usage_records, usage_rollups
+from faregate.ledger.settlement import USAGE_LOCK_KEY
 
 STATE = "usage"
 WIDTHS: dict[str, int] = {"1m": 60, "1h": 3600, "1d": 86400}
-BATCH = 20_000
+BATCH = 50_000
 _SUMS = ("requests", "failed_requests", "input_tokens", "cached_tokens", "output_tokens",
          "cost_nano", "charged_nano", "writeoff_nano")
-Dims = tuple[str, int, str, str, str, str]  # org, minute, project, key, model, endpoint
 
 
 @dataclass(frozen=True, slots=True)
 class Watermark:
-    txid: int
-    id: int
-    records: int
+    id: int  # every usage record with an id up to this one is rolled up
+    records: int  # how many that is
 
 
 def _epoch(conn: sa.Connection) -> sa.ColumnElement[int]:
@@ -45,13 +48,33 @@ def _epoch(conn: sa.Connection) -> sa.ColumnElement[int]:
     return sa.cast(sa.func.floor(sa.extract("epoch", col)), sa.BigInteger)
 
 
-def _horizon(conn: sa.Connection) -> int | None:
-    """The lowest transaction id that may still be running (PostgreSQL), else None."""
-    if conn.dialect.name != "postgresql":
+def _max_id(conn: sa.Connection) -> int:
+    return int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(usage_records.c.id), 0)))
+               .scalar_one())
+
+
+def try_safe_bound(conn: sa.Connection) -> int | None:
+    """The highest usage record id below which nothing can still commit, or None when a
+    settlement is writing right now (PostgreSQL; try again in a moment). Run it in a
+    transaction of its own: the lock is held until that transaction ends."""
+    if conn.dialect.name == "postgresql" and not conn.exec_driver_sql(
+            f"SELECT pg_try_advisory_xact_lock({USAGE_LOCK_KEY})").scalar_one():
         return None
-    return int(conn.exec_driver_sql(
-        "SELECT CAST(CAST(pg_snapshot_xmin(pg_current_snapshot()) AS TEXT) AS BIGINT)"
-    ).scalar_one())
+    return _max_id(conn)
+
+
+def safe_bound(conn: sa.Connection, *, timeout_ms: int = 100) -> int | None:
+    """Like try_safe_bound, but waits up to `timeout_ms` for the settlements in flight (new
+    ones queue behind it meanwhile, so keep it short); None when they took longer."""
+    if conn.dialect.name != "postgresql":
+        return _max_id(conn)
+    conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{int(timeout_ms)}ms'")
+    try:
+        with conn.begin_nested():
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({USAGE_LOCK_KEY})")
+    except sa.exc.OperationalError:
+        return None
+    return _max_id(conn)
 
 
 def _insert(conn: sa.Connection, table: sa.Table) -> Any:
@@ -67,101 +90,74 @@ def _lock_state(conn: sa.Connection) -> Watermark:
     row = conn.execute(query).first()
     if row is None:  # the first run; another worker may be inserting it too
         conn.execute(_insert(conn, rollup_state).values(
-            name=STATE, last_txid=0, last_id=0, records=0, updated_at=dt.datetime.now(dt.UTC))
+            name=STATE, last_id=0, records=0, updated_at=dt.datetime.now(dt.UTC))
             .on_conflict_do_nothing())
         row = conn.execute(query).first()
     assert row is not None
-    return Watermark(int(row.last_txid), int(row.last_id), int(row.records))
+    return Watermark(int(row.last_id), int(row.records))
 
 
 def watermark(conn: sa.Connection) -> Watermark:
     row = conn.execute(sa.select(rollup_state).where(rollup_state.c.name == STATE)).first()
-    return Watermark(0, 0, 0) if row is None else Watermark(
-        int(row.last_txid), int(row.last_id), int(row.records))
+    return Watermark(0, 0) if row is None else Watermark(int(row.last_id), int(row.records))
 
 
-def _past(conn: sa.Connection, mark: Watermark) -> sa.ColumnElement[bool]:
-    """Records after the watermark (PostgreSQL: in (txid, id) order)."""
-    r = usage_records.c
-    if conn.dialect.name == "sqlite":
-        return r.id > mark.id
-    return sa.tuple_(r.txid, r.id) > sa.tuple_(sa.literal(mark.txid), sa.literal(mark.id))
+def _past(mark: Watermark) -> sa.ColumnElement[bool]:
+    return usage_records.c.id > mark.id
 
 
-def _batch_end(conn: sa.Connection, mark: Watermark, horizon: int | None,
+def _upto(end: Watermark) -> sa.ColumnElement[bool]:
+    return usage_records.c.id <= end.id
+
+
+def _batch_end(conn: sa.Connection, mark: Watermark, bound: int,
                batch: int) -> Watermark | None:
     r = usage_records.c
-    if horizon is None:
-        ids = sa.select(r.id).where(_past(conn, mark)).order_by(r.id).limit(batch).subquery()
-        row = conn.execute(sa.select(sa.func.max(ids.c.id), sa.func.count())).one()
-        return None if row[0] is None else Watermark(0, int(row[0]), int(row[1]))
-    keys = (sa.select(r.txid, r.id).where(r.txid < horizon, _past(conn, mark))
-            .order_by(r.txid, r.id).limit(batch).subquery())
-    last = conn.execute(sa.select(keys.c.txid, keys.c.id)
-                        .order_by(keys.c.txid.desc(), keys.c.id.desc()).limit(1)).first()
-    if last is None:
-        return None
-    count = conn.execute(sa.select(sa.func.count()).select_from(keys)).scalar_one()
-    return Watermark(int(last.txid), int(last.id), int(count))
+    ids = (sa.select(r.id).where(r.id > mark.id, r.id <= bound).order_by(r.id).limit(batch)
+           .subquery())
+    row = conn.execute(sa.select(sa.func.max(ids.c.id), sa.func.count())).one()
+    return None if row[0] is None else Watermark(int(row[0]), int(row[1]))
 
 
-def _upto(conn: sa.Connection, end: Watermark) -> sa.ColumnElement[bool]:
+def _add_width(conn: sa.Connection, mark: Watermark, end: Watermark, width: str,
+               seconds: int) -> None:
+    """Sum the batch's records per bucket of one width and add them to the rollups, in one
+    INSERT ... SELECT ... ON CONFLICT statement (no rows travel through Python)."""
     r = usage_records.c
-    if conn.dialect.name == "sqlite":
-        return r.id <= end.id
-    return sa.tuple_(r.txid, r.id) <= sa.tuple_(sa.literal(end.txid), sa.literal(end.id))
-
-
-def _minute_sums(conn: sa.Connection, mark: Watermark,
-                 end: Watermark) -> dict[Dims, list[int]]:
-    r = usage_records.c
-    minute = (_epoch(conn) // 60 * 60).label("minute")
-    project = sa.func.coalesce(r.project_id, "")
-    key = sa.func.coalesce(r.api_key_id, "")
     failed = sa.case((r.status == "ok", 0), else_=1)
-    dims = (r.organization_id, minute, project, key, r.model, r.endpoint)
-    rows = conn.execute(
-        sa.select(*dims, sa.func.count(), sa.func.sum(failed), sa.func.sum(r.prompt_tokens),
-                  sa.func.sum(r.cached_tokens), sa.func.sum(r.completion_tokens),
-                  sa.func.sum(r.cost_nano), sa.func.sum(r.charged_nano),
-                  sa.func.sum(r.writeoff_nano))
-        .where(_past(conn, mark), _upto(conn, end))
-        .group_by(*dims)).all()
-    return {(row[0], int(row[1]), row[2], row[3], row[4], row[5]): [int(v) for v in row[6:]]
-            for row in rows}
+    dims = (r.organization_id, (_epoch(conn) // seconds * seconds),
+            sa.func.coalesce(r.project_id, ""), sa.func.coalesce(r.api_key_id, ""), r.model,
+            r.endpoint)
+    sums = sa.select(
+        sa.literal(width), *dims, sa.func.count(), sa.func.sum(failed),
+        sa.func.sum(r.prompt_tokens), sa.func.sum(r.cached_tokens),
+        sa.func.sum(r.completion_tokens), sa.func.sum(r.cost_nano), sa.func.sum(r.charged_nano),
+        sa.func.sum(r.writeoff_nano),
+    ).where(_past(mark), _upto(end)).group_by(*dims)
+    stmt = _insert(conn, usage_rollups).from_select(
+        [c.name for c in usage_rollups.columns], sums)
+    conn.execute(stmt.on_conflict_do_update(
+        index_elements=list(usage_rollups.primary_key.columns),
+        set_={name: usage_rollups.c[name] + stmt.excluded[name] for name in _SUMS}))
 
 
-def _upsert(conn: sa.Connection, sums: dict[Dims, list[int]]) -> None:
-    per_width: dict[tuple[str, str, int, str, str, str, str], list[int]] = defaultdict(
-        lambda: [0] * len(_SUMS))
-    for (org, minute, project, key, model, endpoint), values in sums.items():
-        for width, seconds in WIDTHS.items():
-            acc = per_width[(width, org, minute - minute % seconds, project, key, model,
-                             endpoint)]
-            for i, v in enumerate(values):
-                acc[i] += v
-    if not per_width:
-        return
-    rows = [{"width": k[0], "organization_id": k[1], "bucket_start": k[2], "project_id": k[3],
-             "api_key_id": k[4], "model": k[5], "endpoint": k[6], **dict(zip(_SUMS, v,
-                                                                           strict=True))}
-            for k, v in sorted(per_width.items())]
-    stmt = _insert(conn, usage_rollups)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[c for c in usage_rollups.primary_key.columns],
-        set_={name: usage_rollups.c[name] + stmt.excluded[name] for name in _SUMS})
-    conn.execute(stmt, rows)
-
-
-def roll_up(conn: sa.Connection, batch: int = BATCH) -> int:
-    """Add the next batch of settled usage records to the rollups; return how many."""
+def roll_up(conn: sa.Connection, bound: int | None = None, batch: int = BATCH) -> int:
+    """Add the next batch of usage records, up to id `bound` (from `try_safe_bound` or
+    `safe_bound` in an earlier transaction), to the rollups; return how many. Without a bound
+    it waits for the settlements in flight itself (for tools and tests: the wait holds up new
+    settlements until this transaction ends)."""
+    if bound is None:
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({USAGE_LOCK_KEY})")
+        bound = _max_id(conn)
     mark = _lock_state(conn)
-    end = _batch_end(conn, mark, _horizon(conn), batch)
+    end = _batch_end(conn, mark, bound, batch)
     if end is None:
         return 0
-    _upsert(conn, _minute_sums(conn, mark, end))
+    for width, seconds in WIDTHS.items():
+        _add_width(conn, mark, end, width, seconds)
     conn.execute(rollup_state.update().where(rollup_state.c.name == STATE).values(
-        last_txid=end.txid, last_id=end.id, records=mark.records + end.records,
+        last_id=end.id, records=mark.records + end.records,
         updated_at=dt.datetime.now(dt.UTC)))
     return end.records
 
@@ -175,7 +171,7 @@ def rollup_problems(conn: sa.Connection) -> list[str]:
     cols = (sa.func.count(), sa.func.sum(failed), sa.func.sum(r.prompt_tokens),
             sa.func.sum(r.cached_tokens), sa.func.sum(r.completion_tokens),
             sa.func.sum(r.cost_nano), sa.func.sum(r.charged_nano), sa.func.sum(r.writeoff_nano))
-    query = sa.select(r.organization_id, *cols).where(_upto(conn, mark)).group_by(
+    query = sa.select(r.organization_id, *cols).where(_upto(mark)).group_by(
         r.organization_id)
     records = {row[0]: tuple(int(v or 0) for v in row[1:]) for row in conn.execute(query)}
     problems: list[str] = []

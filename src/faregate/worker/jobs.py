@@ -12,6 +12,7 @@ from faregate.db.runner import Database
 from faregate.identity.email_tokens import prune_email_tokens
 from faregate.identity.sessions import prune_sessions
 from faregate.ledger.leases import void_lapsed
+from faregate.operators.sessions import prune_sessions as prune_operator_sessions
 from faregate.phone.verification import prune_codes
 from faregate.throttle import limiter as throttle
 
@@ -35,9 +36,10 @@ async def sweep_lapsed_leases(db: Database) -> int:
 
 async def prune_attempts(db: Database) -> int:
     """Forget throttle attempts and unverified SMS codes older than any window that counts
-    them, and sessions and emailed links long ended."""
+    them, and sessions (users' and operators') and emailed links long ended."""
     return (await db.run(throttle.prune) + await db.run(prune_codes)
-            + await db.run(prune_sessions) + await db.run(prune_email_tokens))
+            + await db.run(prune_sessions) + await db.run(prune_email_tokens)
+            + await db.run(prune_operator_sessions))
 
 
 JOBS = [Job("sweep-lapsed-leases", 5.0, sweep_lapsed_leases),

@@ -18,7 +18,6 @@ depends_on = None
 def upgrade() -> None:
     op.create_table('rollup_state',
     sa.Column('name', sa.String(length=40), nullable=False),
-    sa.Column('last_txid', sa.BigInteger(), nullable=False),
     sa.Column('last_id', sa.BigInteger(), nullable=False),
     sa.Column('records', sa.BigInteger(), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
@@ -64,17 +63,11 @@ def upgrade() -> None:
 
     with op.batch_alter_table('usage_records', schema=None) as batch_op:
         batch_op.add_column(sa.Column('project_id', sa.String(length=40), nullable=True))
-        batch_op.add_column(sa.Column('txid', sa.BigInteger(), nullable=True))
-        batch_op.create_index('ix_usage_records_txid_id', ['txid', 'id'], unique=False)
-    if op.get_bind().dialect.name == "postgresql":  # records from before: rolled up first
-        op.execute("UPDATE usage_records SET txid = 0")
 
 
 
 def downgrade() -> None:
     with op.batch_alter_table('usage_records', schema=None) as batch_op:
-        batch_op.drop_index('ix_usage_records_txid_id')
-        batch_op.drop_column('txid')
         batch_op.drop_column('project_id')
 
     with op.batch_alter_table('projects', schema=None) as batch_op:

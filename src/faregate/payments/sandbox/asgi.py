@@ -5,6 +5,9 @@
                                                    authentication of a payment (with its
                                                    client secret; only when the router is
                                                    given the processor's webhook secret)
+  GET, POST /sandbox/v1/wallet_payments/{id}       the wallet's stand-in (Alipay's page, or
+                                                   what WeChat Pay's QR code opens): an HTML
+                                                   page to authorize or decline the payment
 
 Bodies are form-encoded like Stripe.js sends them (`card[number]`, `card[exp_month]`,
 `billing_details[address][postal_code]`, …) or JSON, nested the same way or flat (`number`,
@@ -17,6 +20,7 @@ or echoed; no message quotes an input value."""
 from __future__ import annotations
 
 import functools
+import html
 import json
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
@@ -26,12 +30,19 @@ import sqlalchemy as sa
 from fastapi import APIRouter
 from fastapi.routing import APIRoute
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from faregate.db.runner import Database
 from faregate.payments.processor import BillingDetails, PaymentError
 from faregate.payments.sandbox import intents
-from faregate.payments.sandbox.store import SandboxMethod, client_secret_ok, load_method, missing
+from faregate.payments.sandbox.store import (
+    SandboxMethod,
+    SandboxPayment,
+    client_secret_ok,
+    load_method,
+    load_payment,
+    missing,
+)
 from faregate.payments.sandbox.tokens import FINGERPRINT_KEY, tokenize
 from faregate.payments.sandbox.webhooks import payment_intent_object
 
@@ -189,6 +200,49 @@ def _authenticate(conn: sa.Connection, payment_id: str, params: Mapping[str, obj
     return payment_intent_object(payment)
 
 
+_WALLET_NAMES = {"alipay": "Alipay", "wechat_pay": "WeChat Pay"}
+_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
+<title>{title}</title><meta name="viewport" content="width=device-width, initial-scale=1">
+</head><body style="font-family: sans-serif; max-width: 32rem; margin: 3rem auto">
+<p><strong>Sandbox — simulated payment, no money moves.</strong></p><h1>{title}</h1>{body}
+</body></html>"""
+
+
+def _wallet_page(conn: sa.Connection, payment_id: str, given: str | None,
+                 secret: bytes) -> SandboxPayment:
+    if given is None or not client_secret_ok(secret, payment_id, given):
+        raise missing("payment_intent", payment_id, "intent")
+    payment = load_payment(conn, payment_id)
+    if payment.method_id not in _WALLET_NAMES:
+        raise missing("payment_intent", payment_id, "intent")
+    return payment
+
+
+def _back_link(return_url: object) -> str:
+    """A link (never an automatic redirect) back to where the payment started."""
+    if not isinstance(return_url, str) or not return_url.startswith(("https://", "http://",
+                                                                      "/")):
+        return ""
+    return f'<p><a href="{html.escape(return_url)}">Return to the merchant</a></p>'
+
+
+def wallet_page_html(payment: SandboxPayment, client_secret: str, return_url: str | None
+                     ) -> str:
+    name = _WALLET_NAMES[str(payment.method_id)]
+    amount = f"{payment.amount_minor // 100}.{payment.amount_minor % 100:02d}"
+    title = f"{name}: pay {amount} {payment.currency.upper()}"
+    if payment.status != "requires_action":
+        return _PAGE.format(title=html.escape(title), body=f"<p>This payment is "
+                            f"{html.escape(payment.status)}.</p>{_back_link(return_url)}")
+    hidden = (f'<input type="hidden" name="client_secret" value="{html.escape(client_secret)}">'
+              + (f'<input type="hidden" name="return_url" value="{html.escape(return_url)}">'
+                 if return_url else ""))
+    form = (f'<form method="post">{hidden}<button name="authorization" value="authorize">'
+            f'Authorize</button> <button name="authorization" value="decline">Decline</button>'
+            "</form>")
+    return _PAGE.format(title=html.escape(title), body=form)
+
+
 def sandbox_router(db: Database, *, webhook_secret: bytes | None = None,
                    fingerprint_key: bytes = FINGERPRINT_KEY) -> APIRouter:
     """The router to mount at /sandbox/v1. Give it the processor's `webhook_secret` to serve
@@ -210,5 +264,30 @@ def sandbox_router(db: Database, *, webhook_secret: bytes | None = None,
             body = await db.run(functools.partial(_authenticate, payment_id=payment_id,
                                                   params=params, secret=secret))
             return JSONResponse(body)
+
+        @router.get("/wallet_payments/{payment_id}")
+        async def wallet_payment_page(payment_id: str, request: Request) -> HTMLResponse:
+            given = request.query_params.get("client_secret")
+            back = request.query_params.get("return_url")
+            payment = await db.run(_wallet_page, payment_id, given, secret)
+            return HTMLResponse(wallet_page_html(payment, given or "", back),
+                                headers={"cache-control": "no-store"})
+
+        @router.post("/wallet_payments/{payment_id}")
+        async def authorize_wallet_payment(payment_id: str, request: Request) -> HTMLResponse:
+            params = await read_params(request)
+            given = params.get("client_secret")
+            back = params.get("return_url")
+            authorized = params.get("authorization") == "authorize"
+
+            def run(conn: sa.Connection) -> SandboxPayment:
+                _wallet_page(conn, payment_id, given if isinstance(given, str) else None,
+                             secret)
+                return intents.authenticate(conn, payment_id=payment_id,
+                                            authenticated=authorized)
+            payment = await db.run(run)
+            return HTMLResponse(wallet_page_html(
+                payment, "", back if isinstance(back, str) else None),
+                headers={"cache-control": "no-store"})
 
     return router

@@ -16,9 +16,10 @@ from sqlalchemy.exc import IntegrityError
 
 from faregate.db.schema import sandbox_payments
 from faregate.kit.ids import new_id
-from faregate.payments.processor import PaymentError
+from faregate.payments.processor import WALLETS, PaymentError
 from faregate.payments.sandbox.behaviors import (
     BEHAVIORS,
+    Decline,
     Outcome,
     after_authentication,
     attempt,
@@ -164,6 +165,34 @@ def charge(conn: sa.Connection, *, customer_id: str, method_id: str, amount_mino
     return _idempotent(conn, idempotency_key, request_hash, build)[0]
 
 
+def wallet_payment(conn: sa.Connection, *, customer_id: str, wallet: str, amount_minor: int,
+                   currency: str, idempotency_key: str, description: str,
+                   return_url: str) -> SandboxPayment:
+    """A PaymentIntent paid with Alipay or WeChat Pay: requires_action until the customer
+    authorizes it in the wallet (`authenticate`). `method_id` names the wallet."""
+    request_hash = _request_hash("wallet", customer_id, wallet, amount_minor, currency,
+                                 description, return_url)
+
+    def build() -> dict[str, Any]:
+        cur = _check_amount(amount_minor, currency)
+        if wallet not in WALLETS:
+            raise PaymentError(f"The payment method type {wallet!r} is invalid.",
+                               param="payment_method_types")
+        if not customer_exists(conn, customer_id):
+            raise missing("customer", customer_id, "customer")
+        return _payment_values(CHARGE, customer_id=customer_id, method_id=wallet,
+                               amount_minor=amount_minor, currency=cur, off_session=False,
+                               outcome=Outcome(needs_auth=True))
+
+    return _idempotent(conn, idempotency_key, request_hash, build)[0]
+
+
+def _wallet_outcome(authorized: bool) -> Outcome:
+    return Outcome() if authorized else Outcome(decline=Decline(
+        "payment_intent_authentication_failure", None,
+        "The customer did not authorize the payment in their wallet."))
+
+
 def authenticate(conn: sa.Connection, *, payment_id: str, authenticated: bool
                  ) -> SandboxPayment:
     """The customer completed (or failed) the authentication of a payment that asked for it
@@ -174,8 +203,11 @@ def authenticate(conn: sa.Connection, *, payment_id: str, authenticated: bool
         raise PaymentError(f"This PaymentIntent's status is {payment.status}; it does not need "
                            "authentication.", code="payment_intent_unexpected_state",
                            param="intent")
-    method = load_method(conn, payment.method_id)
-    outcome = after_authentication(BEHAVIORS[method.behavior], authenticated=authenticated)
+    if payment.method_id in WALLETS:  # authorized (or not) in the wallet's app
+        outcome = _wallet_outcome(authenticated)
+    else:
+        method = load_method(conn, payment.method_id)
+        outcome = after_authentication(BEHAVIORS[method.behavior], authenticated=authenticated)
     values = _payment_values(payment.capture_method, customer_id=payment.customer_id or "",
                              method_id=payment.method_id, amount_minor=payment.amount_minor,
                              currency=payment.currency, off_session=payment.off_session,

@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import functools
 from dataclasses import replace
+from urllib.parse import urlencode
 
 from faregate.db.runner import Database
 from faregate.payments.processor import (
+    WALLETS,
     Charge,
+    NextAction,
     Refund,
     SavedMethod,
+    Wallet,
     WebhookEvent,
     WebhookSignatureError,
 )
@@ -45,9 +49,12 @@ class SandboxProcessor:
         self._db = db
         self._secret = webhook_secret
 
-    def _charge(self, payment: SandboxPayment) -> Charge:
+    def _charge(self, payment: SandboxPayment, return_url: str | None = None) -> Charge:
         secret = client_secret(self._secret, payment.id) if payment.awaits_customer else None
-        return payment.charge(secret)
+        charge = payment.charge(secret)
+        if secret is not None and payment.method_id in WALLETS:
+            charge = replace(charge, next_action=wallet_action(payment, secret, return_url))
+        return charge
 
     async def create_customer(self, *, organization_id: str, email: str | None) -> str:
         return await self._db.run(functools.partial(
@@ -78,6 +85,17 @@ class SandboxProcessor:
             amount_minor=amount_minor, currency=currency, off_session=off_session,
             idempotency_key=idempotency_key, description=description))
         return self._charge(payment)
+
+    async def start_wallet_payment(self, *, customer_id: str, wallet: Wallet,
+                                   amount_minor: int, currency: str, idempotency_key: str,
+                                   description: str, return_url: str) -> Charge:
+        """requires_action with the sandbox's stand-in for the wallet: a page (at the
+        redirect URL, or the URL in the QR code) where the customer authorizes or declines."""
+        payment = await self._db.run(functools.partial(
+            intents.wallet_payment, customer_id=customer_id, wallet=wallet,
+            amount_minor=amount_minor, currency=currency, idempotency_key=idempotency_key,
+            description=description, return_url=return_url))
+        return self._charge(payment, return_url)
 
     async def retrieve_payment(self, payment_id: str) -> Charge:
         return self._charge(await self._db.run(intents.retrieve, payment_id))
@@ -155,6 +173,21 @@ def _webhook_event(event: ParsedEvent, record: SandboxPayment | None) -> Webhook
     refunded = record.refunded_minor if event.type.startswith("charge.") else None
     return WebhookEvent(event_id=event.event_id, type=event.type, payment=charge,
                         refunded_minor=refunded)
+
+
+WALLET_PAGE = "/sandbox/v1/wallet_payments/{id}"
+
+
+def wallet_action(payment: SandboxPayment, secret: str, return_url: str | None) -> NextAction:
+    """Alipay: a redirect to the sandbox's authorization page; WeChat Pay: a QR code whose
+    content is that page (what a phone would open), with no image."""
+    query = {"client_secret": secret}
+    if return_url:
+        query["return_url"] = return_url
+    page = f"{WALLET_PAGE.format(id=payment.id)}?{urlencode(query)}"
+    if payment.method_id == "alipay":
+        return NextAction("redirect", url=page)
+    return NextAction("qr_code", url=page, qr_data=page)
 
 
 def verification_result(charge: Charge) -> Charge:

@@ -14,6 +14,7 @@ from faregate.payments.processor import (
     CardInfo,
     Charge,
     ChargeStatus,
+    NextAction,
     PaymentError,
     Refund,
     SavedMethod,
@@ -107,7 +108,25 @@ def charge_from_intent(intent: stripe.PaymentIntent, *, off_session: bool = Fals
         decline_code=code,
         message=_str(error, "message") if status in ("failed", "requires_action") else None,
         client_secret=_str(intent, "client_secret") if status == "requires_action" else None,
+        next_action=next_action(intent) if status == "requires_action" else None,
     )
+
+
+def next_action(intent: stripe.PaymentIntent) -> NextAction | None:
+    """A wallet payment's next action: Alipay's redirect (`alipay_handle_redirect`, or the
+    generic `redirect_to_url`), WeChat Pay's QR code (`wechat_pay_display_qr_code`). Card
+    authentication (`use_stripe_sdk`) is left to Stripe.js with the client secret."""
+    action = _field(intent, "next_action")
+    kind = _str(action, "type")
+    detail = _field(action, kind) if kind else None
+    if kind in ("alipay_handle_redirect", "redirect_to_url") and _str(detail, "url"):
+        return NextAction("redirect", url=_str(detail, "url"))
+    if kind == "wechat_pay_display_qr_code" and _str(detail, "data"):
+        return NextAction("qr_code", url=_str(detail, "hosted_instructions_url"),
+                          qr_data=_str(detail, "data"),
+                          qr_image_url=_str(detail, "image_url_png")
+                          or _str(detail, "image_data_url"))
+    return None
 
 
 def charge_from_card_error(err: stripe.CardError, *, payment_id: str | None, amount_minor: int,

@@ -16,6 +16,7 @@ from faregate.payments.processor import (
     PaymentError,
     Refund,
     SavedMethod,
+    Wallet,
     WebhookEvent,
     WebhookSignatureError,
 )
@@ -97,6 +98,22 @@ class StripeProcessor:
              "payment_method": method_id, "allowed_payment_method_types": ["card"],
              "confirm": True, "off_session": off_session, "description": description},
             idempotency_key, off_session=off_session)
+        return outcome
+
+    async def start_wallet_payment(self, *, customer_id: str, wallet: Wallet,
+                                   amount_minor: int, currency: str, idempotency_key: str,
+                                   description: str, return_url: str) -> Charge:
+        """A PaymentIntent confirmed with a new Alipay or WeChat Pay method: requires_action
+        with Alipay's redirect (back to `return_url`) or WeChat Pay's QR code for the web."""
+        params: PaymentIntentCreateParams = {
+            "amount": amount_minor, "currency": currency, "customer": customer_id,
+            "allowed_payment_method_types": [wallet], "payment_method_data": {"type": wallet},
+            "confirm": True, "description": description}
+        if wallet == "alipay":
+            params["return_url"] = return_url
+        else:
+            params["payment_method_options"] = {"wechat_pay": {"client": "web"}}
+        _, outcome = await self._confirm(params, idempotency_key, off_session=False)
         return outcome
 
     async def cancel_payment(self, payment_id: str, *, idempotency_key: str) -> Charge:
