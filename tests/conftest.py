@@ -13,6 +13,7 @@ from sqlalchemy.engine import Engine
 
 from faregate.db.engine import create_engine
 from faregate.db.migrate import upgrade
+from faregate.db.runner import Database
 from tests import services
 
 PG_FIXTURES = {"pg_admin_url", "pg_database", "make_pg_database"}
@@ -39,16 +40,36 @@ def pg_database(make_pg_database: Callable[[], str]) -> str:
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    """A freshly migrated database: the same test runs on SQLite and on PostgreSQL."""
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """URL of a new empty (not migrated) database: the same test runs on SQLite and on
+    PostgreSQL."""
     if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'faregate.db'}"
-    else:
-        url = request.getfixturevalue("pg_database")
-    upgrade(url)
-    eng = create_engine(url)
+        return f"sqlite:///{tmp_path / 'faregate.db'}"
+    url: str = request.getfixturevalue("pg_database")
+    return url
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    """A freshly migrated database: the same test runs on SQLite and on PostgreSQL."""
+    upgrade(database_url)
+    eng = create_engine(database_url)
     yield eng
     eng.dispose()
+
+
+@pytest.fixture
+def db_threads() -> int:
+    """How many threads the `db` runner has (a suite's conftest may override this)."""
+    return 2
+
+
+@pytest.fixture
+def db(engine: Engine, db_threads: int) -> Iterator[Database]:
+    """The same database behind the async runner the API uses (one transaction per call)."""
+    database = Database(engine, threads=db_threads)
+    yield database
+    database.close()
 
 
 @pytest.fixture(scope="session")

@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from faregate.db.engine import create_engine
 from faregate.db.migrate import upgrade
 from faregate.db.schema import metadata
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'm.db'}"
-    url: str = request.getfixturevalue("pg_database")
-    return url
 
 
 def test_no_drift_between_migrations_and_schema(database_url: str) -> None:

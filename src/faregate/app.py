@@ -26,6 +26,7 @@ from faregate.gateway.asgi_io import Receive, Scope, Send
 from faregate.gateway.auth import KeyAuthenticator
 from faregate.gateway.catalog_cache import CatalogCache
 from faregate.gateway.limits import LimitAccounts
+from faregate.gateway.request_log import RequestLogWriter
 from faregate.gateway.state import GatewayState
 from faregate.kit.crypto import Cipher
 from faregate.ledger.leasing import CreditManager
@@ -34,6 +35,7 @@ from faregate.payments.factory import processor_from
 from faregate.payments.sandbox.asgi import sandbox_router
 from faregate.phone.sms import SmsSender, sms_sender_from
 from faregate.upstream.client import create_session
+from faregate.usage.request_logs import sealer_for
 from faregate.worker.jobs import run_jobs
 from faregate.worker.registry import all_jobs
 
@@ -133,9 +135,11 @@ class FaregateApp:
         session = create_session()
         auth = KeyAuthenticator(db, s.secret("key_pepper"), ttl_s=s.key_cache_ttl_s,
                                 failures_per_minute=s.auth_failures_per_minute)
+        request_log = RequestLogWriter(db, sealer_for(s.secret("encryption_key")))
         self.state = GatewayState(s, db, credits, session, auth, catalog,
                                   LimitAccounts(db, credits),
-                                  tuple(s.trusted_proxies))
+                                  tuple(s.trusted_proxies), request_log,
+                                  log_all_requests=s.request_log == "all")
         self.gateway = GatewayApp(self.state)
         payments = processor_from(s, db)
         if payments.name == "sandbox" and not self.web.state.sandbox_mounted:
@@ -152,7 +156,8 @@ class FaregateApp:
                  asyncio.create_task(_every(1.0, credits.maintain, "lease maintenance"),
                                      name="lease-maintenance"),
                  asyncio.create_task(_every(5.0, auth.flush_last_used, "key last-used"),
-                                     name="key-last-used")]
+                                     name="key-last-used"),
+                 asyncio.create_task(request_log.run(), name="request-log-writer")]
         if s.is_sqlite:
             def checkpoint() -> Any:
                 return asyncio.to_thread(checkpoint_sqlite, engine)
@@ -171,6 +176,7 @@ class FaregateApp:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await credits.close()  # commit pending settlements, return every lease
+            await request_log.close()  # write the request logs still queued
             await auth.flush_last_used()
             await payments.aclose()
             await session.close()

@@ -148,6 +148,11 @@ class Settings(BaseSettings):
     # Paid credit (top-ups, auto-recharges, redemption codes) expires this many months after it
     # lands; 0: paid credit does not expire. Promotional grants expire only when given a date.
     credit_expiry_months: int = Field(default=12, ge=0, le=120)
+    # Request logging (docs/usage.md#request-logging): request and response bodies, encrypted,
+    # of the organizations an operator turned it on for ("off"), or of every request ("all").
+    request_log: Literal["off", "all"] = "off"
+    request_log_retention_days: int = Field(default=7, ge=1, le=90)
+    request_log_max_bytes: int = Field(default=256 * 1024, ge=1024, le=16 * 1024 * 1024)
 
     @classmethod
     def settings_customise_sources(

@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from faregate.db.schema import email_tokens
 from faregate.notify.email import read_outbox
 from tests import services
+from tests.e2e.api_client import ApiClient
 from tests.harness import Deployment, Proc, deployment
 
 PASSWORD = "correct horse battery staple"
@@ -97,39 +98,16 @@ def new_email() -> str:
     return f"user{next(_emails)}@example.com"
 
 
-class Browser:
-    """A cookie-keeping client from its own address, sending the fg_csrf cookie back in
-    X-CSRF-Token on every state-changing request, as the dashboard's script does."""
+class Browser(ApiClient):
+    """The dashboard's client (cookies, the fg_csrf cookie echoed in X-CSRF-Token) from its
+    own address."""
 
     def __init__(self, site: Site) -> None:
         n = next(_addresses)
         self.site = site
         self.ip = f"10.{n // 65536 % 256}.{n // 256 % 256}.{n % 256}"
-        self.http = httpx2.Client(base_url=site.server.base_url, timeout=30.0,
-                                  headers={"x-forwarded-for": self.ip})
+        super().__init__(site.server.base_url, headers={"x-forwarded-for": self.ip})
         self.email = ""
-
-    def request(self, method: str, path: str, body: Any = None, *, csrf: bool = True,
-                headers: dict[str, str] | None = None) -> httpx2.Response:
-        sent = dict(headers or {})
-        if csrf and method not in ("GET", "HEAD"):
-            token = self.http.cookies.get("fg_csrf")
-            if token is None:
-                token = self.http.get("/api/auth/csrf").json()["csrf_token"]
-            sent.setdefault("x-csrf-token", token)
-        return self.http.request(method, path, json=body, headers=sent)
-
-    def get(self, path: str) -> httpx2.Response:
-        return self.request("GET", path)
-
-    def post(self, path: str, body: Any = None, **kw: Any) -> httpx2.Response:
-        return self.request("POST", path, body, **kw)
-
-    def patch(self, path: str, body: Any = None) -> httpx2.Response:
-        return self.request("PATCH", path, body)
-
-    def delete(self, path: str) -> httpx2.Response:
-        return self.request("DELETE", path)
 
     def signup(self, email: str | None = None, password: str = PASSWORD,
                verify: bool = False) -> dict[str, Any]:

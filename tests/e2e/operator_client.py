@@ -17,9 +17,9 @@ import pyotp
 from faregate.kit.secretfile import load_or_create_secret
 from faregate.operators import accounts
 from faregate.operators.rules import Role
+from tests.e2e.api_client import CsrfClient
 from tests.harness import Deployment
 
-_SAFE = {"GET", "HEAD", "OPTIONS"}
 OPERATOR_PASSWORD = "operator passphrase 42"
 
 
@@ -65,29 +65,11 @@ def create_operator(dep: Deployment, email: str, role: Role,
                        list(e.recovery_codes))
 
 
-class OperatorClient:
-    def __init__(self, base_url: str, *, csrf: bool = True) -> None:
-        self.http = httpx2.Client(base_url=base_url, timeout=30.0)
-        self.csrf = csrf
+class OperatorClient(CsrfClient):
+    """The console's client of /admin/api (its own session and CSRF cookies)."""
 
-    def request(self, method: str, path: str, body: Any = None,
-                headers: dict[str, str] | None = None) -> httpx2.Response:
-        hdrs = dict(headers or {})
-        if method not in _SAFE and self.csrf:
-            token = self.http.cookies.get("fg_admin_csrf")
-            if token is None:
-                token = self.http.get("/admin/api/auth/csrf").json()["csrf_token"]
-            hdrs.setdefault("X-CSRF-Token", token)
-        return self.http.request(method, path, json=body, headers=hdrs)
-
-    def get(self, path: str) -> httpx2.Response:
-        return self.request("GET", path)
-
-    def post(self, path: str, body: Any = None, **kw: Any) -> httpx2.Response:
-        return self.request("POST", path, body, **kw)
-
-    def patch(self, path: str, body: Any = None) -> httpx2.Response:
-        return self.request("PATCH", path, body)
+    csrf_cookie = "fg_admin_csrf"
+    csrf_path = "/admin/api/auth/csrf"
 
     def sign_in(self, op: NewOperator, *, totp_code: str | None = None,
                 recovery_code: str | None = None, password: str | None = None,
@@ -104,5 +86,3 @@ class OperatorClient:
         assert r.status_code == 200, r.text
         return self
 
-    def close(self) -> None:
-        self.http.close()

@@ -6,16 +6,14 @@ anything."""
 
 from __future__ import annotations
 
-import itertools
 from typing import Any
 
-from tests.e2e.api_client import ApiClient, last_link_token, last_sms_code
+from tests.e2e.api_client import ApiClient, invited_member, verified_owner, verified_user
 from tests.e2e.operator_client import OperatorClient, create_operator
 from tests.e2e.sse_client import SseStream
 from tests.harness import Deployment
 
 PASSWORD = "a long enough passphrase 7"
-_phones = itertools.count(10)
 
 PUBLIC = {
     ("GET", "/api/auth/csrf"), ("POST", "/api/auth/signup"), ("POST", "/api/auth/signin"),
@@ -107,18 +105,6 @@ ADMIN_BODIES: dict[tuple[str, str], dict[str, Any]] = {
 }
 
 
-def _verified(dep: Deployment, base: str, email: str) -> ApiClient:
-    c = ApiClient(base)
-    c.signup(email, PASSWORD)
-    token = last_link_token(dep.data_dir, email, "/verify-email")
-    assert c.post("/api/auth/verify-email", {"token": token}).status_code == 200
-    phone = f"+4474001234{next(_phones):02d}"
-    assert c.post("/api/me/phone/code", {"phone": phone}).status_code == 202
-    code = last_sms_code(dep.data_dir, phone)
-    assert c.post("/api/me/phone/verify", {"code": code}).status_code == 200
-    return c
-
-
 def _operations(c: ApiClient | OperatorClient) -> list[tuple[str, str]]:
     spec = c.get("/openapi.json").json()
     ops = [(m.upper(), p) for p, item in spec["paths"].items() for m in item]
@@ -129,20 +115,15 @@ def _operations(c: ApiClient | OperatorClient) -> list[tuple[str, str]]:
 def test_authorization_matrix(sqlite_dep: Deployment) -> None:
     dep = sqlite_dep
     base = dep.start_server().base_url
-    owner = _verified(dep, base, "owner@example.com")
-    org = owner.get("/api/me").json()["personal_organization_id"]
+    owner, org = verified_owner(dep, base, "owner@example.com")
     project = owner.post(f"/api/orgs/{org}/projects", {"name": "p2"}).json()["id"]
     key = owner.post(f"/api/orgs/{org}/keys", {"name": "k", "project_id": project}).json()
     admin_key = owner.post(f"/api/orgs/{org}/keys", {"name": "adm", "kind": "admin"}).json()
-    assert owner.post(f"/api/orgs/{org}/invitations",
-                      {"email": "member@example.com"}).status_code == 201
-    member = _verified(dep, base, "member@example.com")
-    invite_token = last_link_token(dep.data_dir, "member@example.com", "/invitations/accept")
-    assert member.post("/api/invitations/accept", {"token": invite_token}).status_code == 200
+    member = invited_member(dep, owner, org, "member@example.com")
     member_id = member.get("/api/me").json()["id"]
     pending = owner.post(f"/api/orgs/{org}/invitations", {"email": "later@example.com"}).json()
     owner_session = owner.get("/api/me/sessions").json()["data"][0]["id"]
-    outsider = _verified(dep, base, "outsider@example.com")
+    outsider = verified_user(dep, base, "outsider@example.com")
     anonymous = ApiClient(base)
 
     card = _card(owner, org)
@@ -239,12 +220,8 @@ def _card(owner: ApiClient, org: str) -> str:
 def test_removed_member_loses_their_keys(sqlite_dep: Deployment) -> None:
     dep = sqlite_dep
     base = dep.start_server().base_url
-    owner = _verified(dep, base, "own2@example.com")
-    org = owner.get("/api/me").json()["personal_organization_id"]
-    owner.post(f"/api/orgs/{org}/invitations", {"email": "mem2@example.com"})
-    member = _verified(dep, base, "mem2@example.com")
-    token = last_link_token(dep.data_dir, "mem2@example.com", "/invitations/accept")
-    assert member.post("/api/invitations/accept", {"token": token}).status_code == 200
+    owner, org = verified_owner(dep, base)
+    member = invited_member(dep, owner, org)
     made = member.post(f"/api/orgs/{org}/keys", {"name": "mine"}).json()
     member_id = member.get("/api/me").json()["id"]
     assert owner.delete(f"/api/orgs/{org}/members/{member_id}").status_code == 204

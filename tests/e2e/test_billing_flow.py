@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import itertools
 import time
 from typing import Any
 
@@ -18,25 +17,10 @@ import pytest
 import sqlalchemy as sa
 
 from faregate.db.schema import charge_attempts, sandbox_payments
-from tests.e2e.api_client import ApiClient, last_link_token, last_sms_code, outbox
+from tests.e2e.api_client import ApiClient, outbox, verified_owner
 from tests.harness import Deployment
 
-PASSWORD = "a long enough passphrase 11"
 CVC = "737"
-_n = itertools.count(20)
-
-
-def _owner(dep: Deployment, base: str) -> tuple[ApiClient, str]:
-    c = ApiClient(base)
-    email = f"billing{next(_n)}@example.com"
-    c.signup(email, PASSWORD)
-    token = last_link_token(dep.data_dir, email, "/verify-email")
-    assert c.post("/api/auth/verify-email", {"token": token}).status_code == 200
-    phone = f"+4474001235{next(_n):02d}"
-    assert c.post("/api/me/phone/code", {"phone": phone}).status_code == 202
-    assert c.post("/api/me/phone/verify",
-                  {"code": last_sms_code(dep.data_dir, phone)}).status_code == 200
-    return c, c.get("/api/me").json()["personal_organization_id"]
 
 
 def _tokenize(c: ApiClient, number: str, cvc: str = CVC) -> Any:
@@ -59,7 +43,7 @@ def _usd(c: ApiClient, org: str) -> str:
 
 def test_bind_top_up_and_refusals(any_dep: Deployment) -> None:
     server = any_dep.start_server(FAREGATE_LOG_LEVEL="debug")
-    c, org = _owner(any_dep, server.base_url)
+    c, org = verified_owner(any_dep, server.base_url)
     assert c.get("/api/billing/config").json()["simulated"] is True
 
     r = _bind(c, org, "4000000000009995")
@@ -101,7 +85,7 @@ def test_bind_top_up_and_refusals(any_dep: Deployment) -> None:
 
 def test_failed_charges_suspend_and_a_payment_reinstates(any_dep: Deployment) -> None:
     server = any_dep.start_server()
-    c, org = _owner(any_dep, server.base_url)
+    c, org = verified_owner(any_dep, server.base_url)
     assert _bind(c, org, "4242424242424242").status_code == 201
     assert c.post(f"/api/orgs/{org}/top-ups", {"amount_usd": "5"}).status_code == 201
     failing = _bind(c, org, "4000000000000341")
@@ -165,7 +149,7 @@ def _wait(check: Any, timeout_s: float = 20.0, describe: Any = None) -> None:
 
 def test_one_idempotency_key_charges_once(any_dep: Deployment) -> None:
     server = any_dep.start_server()
-    c, org = _owner(any_dep, server.base_url)
+    c, org = verified_owner(any_dep, server.base_url)
     assert _bind(c, org, "4242424242424242").status_code == 201
     cookies = {k: v for k, v in c.http.cookies.items()}
     csrf = cookies["fg_csrf"]
@@ -200,7 +184,7 @@ def test_response_and_webhooks_credit_once(any_dep: Deployment) -> None:
     from faregate.payments.sandbox.webhooks import event_payload, sign_payload
 
     server = any_dep.start_server()
-    c, org = _owner(any_dep, server.base_url)
+    c, org = verified_owner(any_dep, server.base_url)
     assert _bind(c, org, "5555555555554444").status_code == 201
     r = c.post(f"/api/orgs/{org}/top-ups", {"amount_usd": "20"})
     assert r.status_code == 201
@@ -232,7 +216,7 @@ def test_a_lost_recording_is_reconciled_without_a_second_charge(any_dep: Deploym
     from faregate.payments.factory import processor_from
 
     server = any_dep.start_server()
-    c, org = _owner(any_dep, server.base_url)
+    c, org = verified_owner(any_dep, server.base_url)
     card = _bind(c, org, "4242424242424242").json()["id"]
     any_dep.stop_all_servers()
     settings = Settings(data_dir=any_dep.data_dir, database_url=any_dep.database_url)
@@ -271,7 +255,7 @@ def test_binding_from_a_blocked_network_is_refused(sqlite_dep: Deployment) -> No
     from faregate.db.schema import risk_decisions
 
     server = sqlite_dep.start_server(FAREGATE_RISK_BLOCKED_NETWORKS='["127.0.0.0/8"]')
-    c, org = _owner(sqlite_dep, server.base_url)
+    c, org = verified_owner(sqlite_dep, server.base_url)
     r = _bind(c, org, "4242424242424242")
     assert r.status_code == 403 and r.json()["error"]["code"] == "risk_blocked"
     assert "proxy" in r.json()["error"]["message"]
@@ -285,7 +269,7 @@ def test_risk_decisions_are_recorded(sqlite_dep: Deployment) -> None:
     from faregate.db.schema import risk_decisions
 
     server = sqlite_dep.start_server()
-    c, org = _owner(sqlite_dep, server.base_url)
+    c, org = verified_owner(sqlite_dep, server.base_url)
     assert _bind(c, org, "4000000000009995").status_code == 402
     assert _bind(c, org, "4242424242424242").status_code == 201
     with sqlite_dep.engine.begin() as conn:
@@ -296,7 +280,7 @@ def test_risk_decisions_are_recorded(sqlite_dep: Deployment) -> None:
 
 def test_3d_secure_binding_and_top_up(any_dep: Deployment) -> None:
     server = any_dep.start_server()
-    c, org = _owner(any_dep, server.base_url)
+    c, org = verified_owner(any_dep, server.base_url)
     # 3155: the bank asks to authenticate the $5 check; after that the card is bound.
     r = _bind(c, org, "4000002500003155")
     assert r.status_code == 202, r.text

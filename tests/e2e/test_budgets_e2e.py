@@ -30,10 +30,10 @@ import orjson
 
 from faregate.api_keys.service import KeySpec
 from faregate.catalog.service import ModelPrice
-from faregate.identity.projects import get_default_project, update_project
+from faregate.identity.projects import Project, get_default_project, update_project
 from faregate.identity.users import User
 from faregate.ledger.transfers import grant
-from tests.e2e.api_client import ApiClient, last_link_token
+from tests.e2e.api_client import ApiClient, invited_member, verified_owner
 from tests.harness import Deployment
 
 PRICE = ModelPrice(1_000, 1_000, 0)  # 1 nano-USD per request (bodies under 1,000 bytes)
@@ -63,6 +63,16 @@ def _embed_once(base: str, key: str, n: int) -> tuple[int, dict[str, Any], dict[
     return asyncio.run(run())
 
 
+def _budgeted_user(dep: Deployment, email: str, budget_nano: int) -> tuple[User, Project]:
+    """A user with 1,000,000 nano-USD whose default project has this monthly budget."""
+    user = dep.new_user(email, grant_nano=1_000_000)
+    with dep.engine.begin() as conn:
+        project = get_default_project(conn, user.organization_id)
+        update_project(conn, user.organization_id, project.id, user_id=user.id,
+                       monthly_budget_nano=budget_nano)
+    return user, project
+
+
 def _charged(dep: Deployment, project_id: str) -> tuple[int, int]:
     """(usage records, nano-USD charged) of a project."""
     count, charged = tuple(dep.query(
@@ -78,11 +88,7 @@ def test_fifty_concurrent_requests_over_two_servers_stop_exactly_at_the_budget(
         any_dep: Deployment) -> None:
     dep = any_dep
     _exact_model(dep)
-    user = dep.new_user("budget@example.com", grant_nano=1_000_000)
-    with dep.engine.begin() as conn:
-        project = get_default_project(conn, user.organization_id)
-        update_project(conn, user.organization_id, project.id, user_id=user.id,
-                       monthly_budget_nano=20)
+    user, project = _budgeted_user(dep, "budget@example.com", 20)
     _, key = dep.new_key(user)
     bases = [dep.start_server(FAREGATE_DEV_MODEL="false").base_url for _ in range(2)]
 
@@ -115,11 +121,7 @@ def test_key_limit_and_project_budget_each_refuse_with_their_own_code(
     out first is the one the refusal names."""
     dep = sqlite_dep
     _exact_model(dep)
-    user = dep.new_user("both@example.com", grant_nano=1_000_000)
-    with dep.engine.begin() as conn:
-        project = get_default_project(conn, user.organization_id)
-        update_project(conn, user.organization_id, project.id, user_id=user.id,
-                       monthly_budget_nano=8)
+    user, project = _budgeted_user(dep, "both@example.com", 8)
     _, limited = dep.new_key(user, KeySpec(name="limited", spend_limit_nano=5,
                                            spend_limit_period="day"))
     _, free = dep.new_key(user, KeySpec(name="free"))
@@ -258,11 +260,7 @@ def _error(r: Any) -> dict[str, Any]:
 def test_budget_api(sqlite_dep: Deployment) -> None:
     dep = sqlite_dep
     base = dep.start_server().base_url
-    owner = ApiClient(base)
-    owner.signup("own@example.com", PASSWORD)
-    org = owner.get("/api/me").json()["personal_organization_id"]
-    token = last_link_token(dep.data_dir, "own@example.com", "/verify-email")
-    assert owner.post("/api/auth/verify-email", {"token": token}).status_code == 200
+    owner, org = verified_owner(dep, base, phone=False)
     project = owner.post(f"/api/orgs/{org}/projects", {"name": "research"}).json()
     assert project["budget"] is None and project["budget_alert_pcts"] == [50, 80, 100]
     path = f"/api/orgs/{org}/projects/{project['id']}"
@@ -304,14 +302,7 @@ def test_budget_api(sqlite_dep: Deployment) -> None:
     assert {"before", "after"} <= set(changes[-1]["detail"])
 
     # A member can read the budget but not change it.
-    r = owner.post(f"/api/orgs/{org}/invitations", {"email": "mem@example.com"})
-    assert r.status_code == 201, r.text
-    member = ApiClient(base)
-    member.signup("mem@example.com", PASSWORD)
-    token = last_link_token(dep.data_dir, "mem@example.com", "/verify-email")
-    assert member.post("/api/auth/verify-email", {"token": token}).status_code == 200
-    invite = last_link_token(dep.data_dir, "mem@example.com", "/invitations/accept")
-    assert member.post("/api/invitations/accept", {"token": invite}).status_code == 200
+    member = invited_member(dep, owner, org, phone=False)
     assert member.get(path).status_code == 200
     for method, target, body in [
             ("PATCH", path, {"monthly_budget_usd": "1000"}),

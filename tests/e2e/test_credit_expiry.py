@@ -8,13 +8,14 @@ import datetime as dt
 
 from faregate.db.runner import Database
 from faregate.worker.credit_jobs import settle_credit_lots
-from tests.e2e.test_billing_flow import _bind, _owner
+from tests.e2e.api_client import verified_owner
+from tests.e2e.test_billing_flow import _bind
 from tests.harness import Deployment
 
 
 def test_top_up_expires_after_twelve_months(any_dep: Deployment) -> None:
     server = any_dep.start_server()
-    c, org = _owner(any_dep, server.base_url)
+    c, org = verified_owner(any_dep, server.base_url)
     assert _bind(c, org, "4242424242424242").status_code == 201
     assert c.post(f"/api/orgs/{org}/top-ups", {"amount_usd": "10"}).status_code == 201
     [upcoming] = c.get(f"/api/orgs/{org}/billing").json()["upcoming_expirations"]

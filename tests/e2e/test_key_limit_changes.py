@@ -6,7 +6,6 @@ in the audit trail; the ledger verifies clean."""
 
 from __future__ import annotations
 
-import itertools
 import time
 from typing import Any
 
@@ -16,10 +15,9 @@ import orjson
 from faregate.kit.money import nano_to_usd
 from faregate.ledger.transfers import grant
 from faregate.pricing.cost import Price, cost, output_bound
-from tests.e2e.api_client import ApiClient, last_link_token, last_sms_code
+from tests.e2e.api_client import ApiClient, invited_member, verified_owner, verified_user
 from tests.harness import Deployment
 
-PASSWORD = "a long enough passphrase 13"
 CHAT = {"model": "faregate-dev", "max_tokens": 8,
         "messages": [{"role": "user", "content": "hello"}]}
 BODY = orjson.dumps(CHAT)
@@ -31,19 +29,6 @@ SMALLEST = cost(DEV_PRICE, len(BODY), 0, output_bound(1, 1, 10))
 # limit (returned after 2 s idle) when it sees a change: the case where exactness is hard.
 KEY_CACHE = {"FAREGATE_KEY_CACHE_TTL_S": "0.5"}
 CACHE_S = 0.6
-_n = itertools.count(40)
-
-
-def _user(dep: Deployment, base: str, email: str) -> ApiClient:
-    c = ApiClient(base)
-    c.signup(email, PASSWORD)
-    token = last_link_token(dep.data_dir, email, "/verify-email")
-    assert c.post("/api/auth/verify-email", {"token": token}).status_code == 200
-    phone = f"+4474001236{next(_n):02d}"
-    assert c.post("/api/me/phone/code", {"phone": phone}).status_code == 202
-    assert c.post("/api/me/phone/verify",
-                  {"code": last_sms_code(dep.data_dir, phone)}).status_code == 200
-    return c
 
 
 def _chat(http: httpx2.Client, key: str) -> httpx2.Response:
@@ -87,8 +72,7 @@ def _refused_exactly_at(c: ApiClient, http: httpx2.Client, org: str, key_id: str
 def test_changing_a_keys_limit(any_dep: Deployment) -> None:
     dep = any_dep
     base = dep.start_server(**KEY_CACHE).base_url
-    owner = _user(dep, base, f"limits{next(_n)}@example.com")
-    org = owner.get("/api/me").json()["personal_organization_id"]
+    owner, org = verified_owner(dep, base)
     with dep.engine.begin() as conn:
         grant(conn, org, 10 * 10**9, actor="test", reason="test")
     made = owner.post(f"/api/orgs/{org}/keys", {"name": "capped", "spend_limit_usd": "0.0002",
@@ -193,13 +177,8 @@ def test_changing_a_keys_limit(any_dep: Deployment) -> None:
 def test_members_change_only_their_own_keys(sqlite_dep: Deployment) -> None:
     dep = sqlite_dep
     base = dep.start_server().base_url
-    owner = _user(dep, base, "limit-owner@example.com")
-    org = owner.get("/api/me").json()["personal_organization_id"]
-    assert owner.post(f"/api/orgs/{org}/invitations",
-                      {"email": "limit-member@example.com"}).status_code == 201
-    member = _user(dep, base, "limit-member@example.com")
-    token = last_link_token(dep.data_dir, "limit-member@example.com", "/invitations/accept")
-    assert member.post("/api/invitations/accept", {"token": token}).status_code == 200
+    owner, org = verified_owner(dep, base)
+    member = invited_member(dep, owner, org)
     owners_key = owner.post(f"/api/orgs/{org}/keys", {"name": "owner's"}).json()["id"]
     members_key = member.post(f"/api/orgs/{org}/keys", {"name": "member's"}).json()["id"]
 
@@ -213,7 +192,7 @@ def test_members_change_only_their_own_keys(sqlite_dep: Deployment) -> None:
     assert r.json()["name"] == "mine" and r.json()["spend_limit"]["amount_usd"] == "5"
     r = owner.patch(f"/api/orgs/{org}/keys/{members_key}", {"spend_limit_usd": "2.5"})
     assert r.status_code == 200 and r.json()["spend_limit"]["amount_usd"] == "2.5"
-    outsider = _user(dep, base, "limit-outsider@example.com")
+    outsider = verified_user(dep, base)
     r = outsider.patch(f"/api/orgs/{org}/keys/{members_key}", {"spend_limit_usd": "9"})
     assert r.status_code == 404
 

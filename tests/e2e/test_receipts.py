@@ -6,14 +6,14 @@ an owner is refused."""
 from __future__ import annotations
 
 from tests.billing.test_receipt_render import pdf_text
-from tests.e2e.api_client import last_link_token
-from tests.e2e.test_billing_flow import _bind, _owner
+from tests.e2e.api_client import invited_member, verified_owner
+from tests.e2e.test_billing_flow import _bind
 from tests.harness import Deployment
 
 
 def test_receipts(any_dep: Deployment) -> None:
     server = any_dep.start_server()
-    c, org = _owner(any_dep, server.base_url)
+    c, org = verified_owner(any_dep, server.base_url)
     base = f"/api/orgs/{org}/receipts"
     assert c.get(base).json() == {"data": []}
     assert _bind(c, org, "4242424242424242").status_code == 201
@@ -54,17 +54,13 @@ def test_receipts(any_dep: Deployment) -> None:
     assert c.get(f"{base}/{n + 1000}").status_code == 404
     assert c.get(f"{base}/{n + 1000}/pdf").status_code == 404
     assert c.get(f"{base}/0").status_code == 400
-    outsider, outsider_org = _owner(any_dep, server.base_url)
+    outsider, outsider_org = verified_owner(any_dep, server.base_url)
     for path in (base, f"{base}/{n}", f"{base}/{n}/html", f"{base}/{n}/pdf"):
         r = outsider.get(path)
         assert r.status_code == 404, (path, r.text)
         assert r.json()["error"]["code"] == "organization_not_found"
     assert outsider.get(f"/api/orgs/{outsider_org}/receipts/{n}").status_code == 404
-    member, _ = _owner(any_dep, server.base_url)
-    email = member.get("/api/me").json()["email"]
-    assert c.post(f"/api/orgs/{org}/invitations", {"email": email}).status_code == 201
-    token = last_link_token(any_dep.data_dir, email, "/invitations/accept")
-    assert member.post("/api/invitations/accept", {"token": token}).status_code == 200
+    member = invited_member(any_dep, c, org)
     for path in (base, f"{base}/{n}", f"{base}/{n}/html", f"{base}/{n}/pdf"):
         r = member.get(path)
         assert r.status_code == 403, (path, r.text)

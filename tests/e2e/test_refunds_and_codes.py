@@ -14,8 +14,8 @@ import sqlalchemy as sa
 from faregate.db.runner import Database
 from faregate.db.schema import redemption_codes, sandbox_payments
 from faregate.payments.sandbox.webhooks import event_payload, sign_payload
-from tests.e2e.api_client import ApiClient
-from tests.e2e.test_billing_flow import _bind, _owner, _usd
+from tests.e2e.api_client import ApiClient, verified_owner
+from tests.e2e.test_billing_flow import _bind, _usd
 from tests.harness import Deployment
 
 
@@ -52,7 +52,7 @@ def _refund(dep: Deployment, payment_id: str, minor: int) -> None:
 
 def test_refunds_of_unspent_and_spent_credit(any_dep: Deployment) -> None:
     server = any_dep.start_server()
-    c, org = _owner(any_dep, server.base_url)
+    c, org = verified_owner(any_dep, server.base_url)
     assert _bind(c, org, "4242424242424242").status_code == 201
     assert c.post(f"/api/orgs/{org}/top-ups", {"amount_usd": "20"}).status_code == 201
     pid = _payment(any_dep).id
@@ -86,7 +86,7 @@ def test_refunds_of_unspent_and_spent_credit(any_dep: Deployment) -> None:
 
 def test_dispute_withdraws_the_payment(any_dep: Deployment) -> None:
     server = any_dep.start_server()
-    c, org = _owner(any_dep, server.base_url)
+    c, org = verified_owner(any_dep, server.base_url)
     assert _bind(c, org, "4242424242424242").status_code == 201
     assert c.post(f"/api/orgs/{org}/top-ups", {"amount_usd": "10"}).status_code == 201
     _send(c, any_dep, "charge.dispute.created", _payment(any_dep).id)
@@ -103,7 +103,7 @@ def _cli(dep: Deployment, *args: str) -> str:
 
 def test_redemption_codes(any_dep: Deployment) -> None:
     server = any_dep.start_server()
-    c, org = _owner(any_dep, server.base_url)
+    c, org = verified_owner(any_dep, server.base_url)
     made = json.loads(_cli(any_dep, "codes", "create", "7.50", "--count", "2", "--json"))
     first, second = made["codes"]
     r = c.post(f"/api/orgs/{org}/redeem", {"code": first.lower().replace("-", " ")})
@@ -128,7 +128,7 @@ def test_redemption_codes(any_dep: Deployment) -> None:
 
 def test_operator_refund_then_the_processor_event(any_dep: Deployment) -> None:
     server = any_dep.start_server()
-    c, org = _owner(any_dep, server.base_url)
+    c, org = verified_owner(any_dep, server.base_url)
     assert _bind(c, org, "4242424242424242").status_code == 201
     assert c.post(f"/api/orgs/{org}/top-ups", {"amount_usd": "10"}).status_code == 201
     pid = _payment(any_dep).id

@@ -16,10 +16,9 @@ import sqlalchemy as sa
 
 from faregate.config import Settings
 from faregate.db.schema import risk_decisions
-from tests.e2e.api_client import ApiClient, last_link_token, last_sms_code
+from tests.e2e.api_client import ApiClient, verified_owner
 from tests.harness import Deployment
 
-PASSWORD = "a long enough passphrase 17"
 TABLE = '''"start_ip","end_ip","country_code"
 198.51.100.0,198.51.100.255,DE
 203.0.113.0,203.0.113.255,US
@@ -28,22 +27,11 @@ TABLE = '''"start_ip","end_ip","country_code"
 '''
 CARDS = itertools.cycle(["4242424242424242", "5555555555554444", "4000056655665556",
                          "6011111111111117", "3566002020360505", "2223003122003222"])
-_n = itertools.count(60)
 
 
-def _owner(dep: Deployment, base: str, via: str | None) -> tuple[ApiClient, str]:
-    c = ApiClient(base)
-    if via is not None:
-        c.http.headers["X-Forwarded-For"] = via
-    email = f"risk{next(_n)}@example.com"
-    c.signup(email, PASSWORD)
-    token = last_link_token(dep.data_dir, email, "/verify-email")
-    assert c.post("/api/auth/verify-email", {"token": token}).status_code == 200
-    phone = f"+4474001237{next(_n):02d}"
-    assert c.post("/api/me/phone/code", {"phone": phone}).status_code == 202
-    assert c.post("/api/me/phone/verify",
-                  {"code": last_sms_code(dep.data_dir, phone)}).status_code == 200
-    return c, c.get("/api/me").json()["personal_organization_id"]
+def _owner(dep: Deployment, base: str, via: str) -> tuple[ApiClient, str]:
+    """An owner whose requests come from `via` (behind the trusted proxy)."""
+    return verified_owner(dep, base, headers={"X-Forwarded-For": via})
 
 
 def _bind(c: ApiClient, org: str, country: str) -> Any:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-import itertools
 import signal
 import time
 from collections import defaultdict
@@ -23,30 +22,17 @@ import sqlalchemy as sa
 from faregate.catalog.service import ModelPrice
 from faregate.db.schema import usage_records
 from faregate.ledger.transfers import grant
-from tests.e2e.api_client import ApiClient, last_link_token, last_sms_code
+from tests.e2e.api_client import ApiClient, last_link_token
+from tests.e2e.api_client import verified_user as _verified
 from tests.e2e.sse_client import SseStream
 from tests.harness import Deployment, Proc
 
-PASSWORD = "a long enough passphrase 7"
 ONE_DOLLAR = 1_000_000_000
 NANO = Decimal(1_000_000_000)
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 SUMS = ("requests", "failed_requests", "input_tokens", "cached_tokens", "output_tokens",
         "cost_nano_usd", "charged_nano_usd", "writeoff_nano_usd")
 FORMULA_NAME = "=HYPERLINK(\"http://x\")"
-_phones = itertools.count(20)
-
-
-def _verified(dep: Deployment, base: str, email: str) -> ApiClient:
-    c = ApiClient(base)
-    c.signup(email, PASSWORD)
-    token = last_link_token(dep.data_dir, email, "/verify-email")
-    assert c.post("/api/auth/verify-email", {"token": token}).status_code == 200
-    phone = f"+4474001234{next(_phones):02d}"
-    assert c.post("/api/me/phone/code", {"phone": phone}).status_code == 202
-    assert c.post("/api/me/phone/verify",
-                  {"code": last_sms_code(dep.data_dir, phone)}).status_code == 200
-    return c
 
 
 @dataclass
@@ -342,6 +328,51 @@ def test_live_feed_shows_a_call_within_two_seconds_and_resumes(any_dep: Deployme
         assert [e["request_id"] for e in _usage_events(fresh, 1.0)] == missed
     finally:
         fresh.close()
+
+
+def _until(stream: SseStream, request_ids: list[str], timeout_s: float) -> list[dict[str, Any]]:
+    """Usage events until every one of `request_ids` came (or `timeout_s`), then one more
+    second: anything sent twice would show."""
+    got: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout_s
+    while not set(request_ids) <= {e["request_id"] for e in got}:
+        ev = stream.next(max(0.0, deadline - time.monotonic()))
+        if ev is None:
+            break
+        if ev.event == "usage":
+            got.append(ev.json() | {"_id": ev.id})
+    return got + _usage_events(stream, 1.0)
+
+
+def test_live_streams_of_one_organization_each_get_every_call_once(
+        any_dep: Deployment) -> None:
+    """The server polls once per organization for all its streams; each stream, also one that
+    joins late with Last-Event-ID, still gets every call exactly once, in order."""
+    org = _org(any_dep)
+    member, _ = _invite_member(org, "member@example.com")
+    first, second = org.stream(), org.stream(member)
+    late: SseStream | None = None
+    try:
+        assert (first.status, second.status) == (200, 200)
+        calls = [org.call("alpha"), org.call("beta", stream=True), org.call("alpha")]
+        seen: dict[str, int] = {}
+        for s in (first, second):
+            got = _until(s, calls, 5.0)
+            assert [e["request_id"] for e in got] == calls
+            assert [e["_id"] for e in got] == [str(e["id"]) for e in got]
+            seen = {e["request_id"]: e["id"] for e in got}
+        # Joins after the first call, while the others are open: the two it missed, then
+        # what follows, each once.
+        late = org.stream(query="backlog=20", headers={"Last-Event-ID": str(seen[calls[0]])})
+        more = [org.call("beta"), org.call("alpha", model="faregate-dev-embed")]
+        for s, expected in ((late, calls[1:] + more), (first, more), (second, more)):
+            got = _until(s, expected, 5.0)
+            assert [e["request_id"] for e in got] == expected
+            assert [e["id"] for e in got] == sorted(e["id"] for e in got)
+    finally:
+        for opened in (first, second, late):
+            if opened is not None:
+                opened.close()
 
 
 def test_polling_recent(sqlite_dep: Deployment) -> None:

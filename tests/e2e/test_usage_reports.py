@@ -256,6 +256,15 @@ def _check(http: httpx2.Client, org: Org, recs: list[Rec], kind: str, *, start: 
 
 # --- the ledger's side ---------------------------------------------------------------------------
 
+def _cost_by(page: dict[str, Any], field: str) -> dict[str, Decimal]:
+    """A costs page's amounts summed per value of `field`, over all its buckets."""
+    cost: dict[str, Decimal] = defaultdict(Decimal)
+    for b in page["data"]:
+        for r in b["results"]:
+            cost[r[field]] += Decimal(r["amount"]["value"])
+    return cost
+
+
 def _ledger_usage(dep: Deployment, org: Org) -> tuple[dict[int, int], dict[str, int]]:
     """The organization's usage debits per UTC day, and each key's spend-limit debits."""
     t = transfers.c
@@ -353,18 +362,12 @@ def test_usage_and_costs_equal_the_records_and_the_ledger(gw: Gateway) -> None:
             d: Decimal(v) / NANO for d, v in per_day.items()}
         page = _get(http, org.admin, "costs", [("start_time", start), ("end_time", end),
                                                ("group_by", "api_key_id")])
-        key_cost: dict[str, Decimal] = defaultdict(Decimal)
-        for b in page["data"]:
-            for r in b["results"]:
-                key_cost[r["api_key_id"]] += Decimal(r["amount"]["value"])
+        key_cost = _cost_by(page, "api_key_id")
         assert {k: v for k, v in key_cost.items() if v} == {
             k: Decimal(v) / NANO for k, v in per_key.items() if v}
         page = _get(http, org.admin, "costs", [("start_time", start), ("end_time", end),
                                                ("group_by[]", "project_id")])
-        project_cost: dict[str, Decimal] = defaultdict(Decimal)
-        for b in page["data"]:
-            for r in b["results"]:
-                project_cost[r["project_id"]] += Decimal(r["amount"]["value"])
+        project_cost = _cost_by(page, "project_id")
         for name, project in org.projects.items():
             keys = {"default": ("a1", "a2"), "research": ("r1", "r2")}[name]
             assert project_cost.get(project, Decimal(0)) == Decimal(

@@ -7,7 +7,6 @@ operator did not enable them. No card is ever saved."""
 
 from __future__ import annotations
 
-import itertools
 import re
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -16,25 +15,10 @@ import sqlalchemy as sa
 
 from faregate.db.schema import billing_states, sandbox_payments
 from faregate.payments.sandbox.webhooks import event_payload, sign_payload
-from tests.e2e.api_client import ApiClient, last_link_token, last_sms_code
+from tests.e2e.api_client import ApiClient, verified_owner
 from tests.harness import Deployment
 
-PASSWORD = "a long enough passphrase 19"
 WALLETS = {"FAREGATE_STRIPE_WALLETS": "alipay,wechat_pay"}
-_n = itertools.count(70)
-
-
-def _owner(dep: Deployment, base: str) -> tuple[ApiClient, str]:
-    c = ApiClient(base)
-    email = f"wallet{next(_n)}@example.com"
-    c.signup(email, PASSWORD)
-    token = last_link_token(dep.data_dir, email, "/verify-email")
-    assert c.post("/api/auth/verify-email", {"token": token}).status_code == 200
-    phone = f"+4474001238{next(_n):02d}"
-    assert c.post("/api/me/phone/code", {"phone": phone}).status_code == 202
-    assert c.post("/api/me/phone/verify",
-                  {"code": last_sms_code(dep.data_dir, phone)}).status_code == 200
-    return c, c.get("/api/me").json()["personal_organization_id"]
 
 
 def _usd(c: ApiClient, org: str) -> str:
@@ -71,7 +55,7 @@ def _payment_of(dep: Deployment, attempt_id: str) -> str:
 
 def test_alipay_redirect_then_refresh_and_webhooks_credit_once(any_dep: Deployment) -> None:
     server = any_dep.start_server(**WALLETS)
-    c, org = _owner(any_dep, server.base_url)
+    c, org = verified_owner(any_dep, server.base_url)
     assert c.get("/api/billing/config").json()["wallets"] == ["alipay", "wechat_pay"]
 
     r = c.post(f"/api/orgs/{org}/top-ups", {"amount_usd": "10", "payment_method_type": "alipay"},
@@ -116,7 +100,7 @@ def test_alipay_redirect_then_refresh_and_webhooks_credit_once(any_dep: Deployme
 
 def test_wechat_qr_code_credited_by_the_webhook(any_dep: Deployment) -> None:
     server = any_dep.start_server(**WALLETS)
-    c, org = _owner(any_dep, server.base_url)
+    c, org = verified_owner(any_dep, server.base_url)
     r = c.post(f"/api/orgs/{org}/top-ups",
                {"amount_usd": "5.50", "payment_method_type": "wechat_pay"})
     assert r.status_code == 202, r.text
@@ -141,7 +125,7 @@ def test_wechat_qr_code_credited_by_the_webhook(any_dep: Deployment) -> None:
 
 def test_declined_wallet_payments_never_suspend(sqlite_dep: Deployment) -> None:
     server = sqlite_dep.start_server(FAREGATE_FAILED_CHARGES_TO_SUSPEND="1", **WALLETS)
-    c, org = _owner(sqlite_dep, server.base_url)
+    c, org = verified_owner(sqlite_dep, server.base_url)
     for wallet in ("alipay", "wechat_pay", "alipay"):
         r = c.post(f"/api/orgs/{org}/top-ups",
                    {"amount_usd": "5", "payment_method_type": wallet})
@@ -170,7 +154,7 @@ def test_declined_wallet_payments_never_suspend(sqlite_dep: Deployment) -> None:
 
 def test_wallets_are_off_unless_enabled(sqlite_dep: Deployment) -> None:
     server = sqlite_dep.start_server(FAREGATE_STRIPE_WALLETS="alipay")
-    c, org = _owner(sqlite_dep, server.base_url)
+    c, org = verified_owner(sqlite_dep, server.base_url)
     assert c.get("/api/billing/config").json()["wallets"] == ["alipay"]
     r = c.post(f"/api/orgs/{org}/top-ups",
                {"amount_usd": "5", "payment_method_type": "wechat_pay"})

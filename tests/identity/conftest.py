@@ -1,16 +1,14 @@
-"""A migrated database (SQLite, or PostgreSQL) for the identity services, and helpers."""
+"""Helpers for the identity services' tests (the `engine` and `db` fixtures are in
+tests/conftest.py)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
-from collections.abc import Iterator
 
-import pytest
 from sqlalchemy.engine import Engine
 
 from faregate.audit.trail import AuditEvent, list_events
-from faregate.db.runner import Database
 from faregate.db.schema import memberships
 from faregate.identity.passwords import hash_password
 from faregate.identity.rules import AuthRules
@@ -22,15 +20,6 @@ PASSWORD = "correct horse battery staple"
 RULES = AuthRules(public_url="https://fg.example.com", sign_in_attempts_per_account=3,
                   sign_in_attempts_per_ip=6, sign_ups_per_ip_per_hour=3,
                   password_resets_per_account_per_hour=2, password_resets_per_ip_per_hour=4)
-
-
-
-@pytest.fixture
-def db(engine: Engine) -> Iterator[Database]:
-    """The same database behind the async runner the API uses (one transaction per call)."""
-    database = Database(engine, threads=2)
-    yield database
-    database.close()
 
 
 @functools.cache

@@ -9,20 +9,19 @@ import random
 from sqlalchemy.engine import Engine
 
 from faregate.db.runner import Database
-from faregate.identity.users import User, create_user
+from faregate.identity.users import User
 from faregate.ledger.accounts import balance, open_leases_total, org_account_id
 from faregate.ledger.leases import void_lapsed
 from faregate.ledger.leasing import CreditManager
 from faregate.ledger.settlement import UsageFacts
 from faregate.ledger.transfers import grant
 from faregate.ledger.verify import verify
+from tests.factories import funded_user
 
 
 def _funded(engine: Engine, amount: int) -> tuple[User, int]:
     with engine.begin() as conn:
-        user = create_user(conn, f"u{random.randrange(10**9)}@example.com")
-        if amount:
-            grant(conn, user.organization_id, amount, actor="t", reason="t")
+        user = funded_user(conn, amount)
         return user, org_account_id(conn, user.organization_id)
 
 

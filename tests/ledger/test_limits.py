@@ -18,14 +18,13 @@ from faregate.ledger.leases import void_lapsed
 from faregate.ledger.leasing import CreditManager, Reservation, Shortfall
 from faregate.ledger.limits import ensure_limit_account, resize_limit, window
 from faregate.ledger.settlement import UsageFacts
-from faregate.ledger.transfers import grant
 from faregate.ledger.verify import verify
+from tests.factories import funded_user
 
 
 def _setup(engine: Engine, funds: int, limit: int) -> tuple[User, int, int]:
     with engine.begin() as conn:
-        user = create_user(conn, f"u{random.randrange(10**9)}@example.com")
-        grant(conn, user.organization_id, funds, actor="t", reason="t")
+        user = funded_user(conn, funds)
         acct = org_account_id(conn, user.organization_id)
         lim = ensure_limit_account(conn, code="key:key_x:day:x",
                                    organization_id=user.organization_id, limit_nano=limit)

@@ -8,9 +8,7 @@ import asyncio
 import datetime as dt
 import itertools
 import threading
-from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
@@ -330,17 +328,9 @@ def test_verify_reports_lots_out_of_step(engine: Engine) -> None:
     assert any("lots used 1999999999 != allocated 2000000000" in p for p in problems)
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'before.db'}"
-    url: str = request.getfixturevalue("pg_database")
-    return url
-
-
-def test_migration_makes_one_lot_of_the_credit_from_before(empty_url: str) -> None:
-    upgrade(empty_url, "0005")
-    old = create_engine(empty_url)
+def test_migration_makes_one_lot_of_the_credit_from_before(database_url: str) -> None:
+    upgrade(database_url, "0005")
+    old = create_engine(database_url)
     with old.begin() as conn:
         conn.execute(organizations.insert().values(id="org_before", name="b", created_at=NOW))
         acct = open_org_account(conn, "org_before")
@@ -349,8 +339,8 @@ def test_migration_makes_one_lot_of_the_credit_from_before(empty_url: str) -> No
         post_transfer(conn, debit_account_id=acct, credit_account_id=account_id(conn, REVENUE),
                       amount_nano=3 * USD, kind="adjustment", actor="t")
     old.dispose()
-    upgrade(empty_url)
-    new = create_engine(empty_url)
+    upgrade(database_url)
+    new = create_engine(database_url)
     try:
         assert _lots(new, acct) == [("paid", 5, 2, 0)]
         assert _verify(new) == []

@@ -1,17 +1,15 @@
-"""A migrated database (SQLite, or PostgreSQL) for the operator services, and helpers."""
+"""Helpers for the operator services' tests (the `engine` and `db` fixtures are in
+tests/conftest.py)."""
 
 from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Iterator
 
 import pyotp
-import pytest
 from sqlalchemy.engine import Engine
 
 from faregate.audit.trail import AuditEvent, list_events
-from faregate.db.runner import Database
 from faregate.identity.passwords import hash_password
 from faregate.kit.crypto import Cipher
 from faregate.operators import accounts
@@ -24,13 +22,6 @@ PASSWORD = "operator passphrase 42"
 # Small limits, so that tests reach them quickly.
 RULES = OperatorRules(session_ttl_s=3600, session_idle_s=600, sign_in_attempts_per_account=4,
                       sign_in_attempts_per_ip=8)
-
-
-@pytest.fixture
-def db(engine: Engine) -> Iterator[Database]:
-    database = Database(engine, threads=2)
-    yield database
-    database.close()
 
 
 @functools.cache

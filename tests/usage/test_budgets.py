@@ -44,6 +44,7 @@ from faregate.usage.alerts import (
     send_low_balance_alerts,
     set_low_balance,
 )
+from tests.factories import funded_user
 
 URL = "https://gate.example.com"
 COST = 7_000  # nano-USD per request in the concurrency tests
@@ -51,9 +52,7 @@ COST = 7_000  # nano-USD per request in the concurrency tests
 
 def _org(engine: Engine, funds: int) -> tuple[User, Project]:
     with engine.begin() as conn:
-        user = create_user(conn, f"u{random.randrange(10**9)}@example.com")
-        if funds:
-            grant(conn, user.organization_id, funds, actor="t", reason="t")
+        user = funded_user(conn, funds)
         return user, get_default_project(conn, user.organization_id)
 
 

@@ -1,7 +1,7 @@
 """The live feed's reader of the newest usage records: a follower sees every record once, also
 one that becomes visible after a later one (PostgreSQL commits ids out of order) or that a
-process with a slightly slower clock stamped; polling by id and the newest records; names for
-keys and projects in one query."""
+process with a slightly slower clock stamped; what a new or returning viewer is shown first;
+polling by id and the newest records; names for keys and projects in one query."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from faregate.db.schema import usage_records
 from faregate.identity.projects import get_default_project
 from faregate.identity.users import create_user
 from faregate.usage.labels import labels
-from faregate.usage.live import LOOKBACK, Follower, after, newest
+from faregate.usage.live import LOOKBACK, Follower, after, catch_up, newest
 
 T0 = dt.datetime.now(dt.UTC).replace(microsecond=0)
 _n = itertools.count()
@@ -84,6 +84,32 @@ def test_follower_sees_late_and_skewed_records_once(engine: Engine) -> None:
         fresh, backlog = Follower.start(conn, org, resume_after=1007, backlog=2)
         assert [r.id for r in backlog] == [2001, 2002]
         assert fresh.poll(conn) == []
+
+
+def test_catch_up_of_a_new_or_returning_viewer(engine: Engine) -> None:
+    with engine.begin() as conn:
+        org = create_user(conn, "catchup@example.com").organization_id
+        other = create_user(conn, "catchup2@example.com").organization_id
+        empty = catch_up(conn, org, resume_after=None, backlog=5)
+        assert (empty.records, empty.floor_id, empty.cursor_id) == ([], 0, 0)
+        for i, record_id in enumerate((4000, 4001, 4002, 4003)):
+            _insert(conn, record_id, org, T0 + dt.timedelta(seconds=i))
+        _insert(conn, 4004, other, T0)
+        # a new viewer: the newest `backlog`, and everything after them is news
+        fresh = catch_up(conn, org, resume_after=None, backlog=2)
+        assert ([r.id for r in fresh.records], fresh.floor_id, fresh.cursor_id) == (
+            [4002, 4003], 0, 4003)
+        none = catch_up(conn, org, resume_after=None, backlog=0)
+        assert (none.records, none.floor_id, none.cursor_id) == ([], 0, 4003)
+        # a returning one: what it missed; nothing at or below its resume point again
+        back = catch_up(conn, org, resume_after=4001, backlog=2)
+        assert ([r.id for r in back.records], back.floor_id, back.cursor_id) == (
+            [4002, 4003], 4001, 4003)
+        latest = catch_up(conn, org, resume_after=4003, backlog=2)
+        assert (latest.records, latest.floor_id, latest.cursor_id) == ([], 4003, 4003)
+        # another organization's id, or an unknown one: like a new viewer
+        foreign = catch_up(conn, org, resume_after=4004, backlog=1)
+        assert ([r.id for r in foreign.records], foreign.floor_id) == ([4003], 0)
 
 
 def test_after_and_newest(engine: Engine) -> None:

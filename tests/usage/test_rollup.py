@@ -13,12 +13,12 @@ from sqlalchemy.engine import Engine
 
 from faregate.db.runner import Database
 from faregate.db.schema import usage_records, usage_rollups
-from faregate.identity.users import User, create_user
+from faregate.identity.users import User
 from faregate.ledger.accounts import org_account_id
 from faregate.ledger.leasing import CreditManager
 from faregate.ledger.settlement import UsageFacts
-from faregate.ledger.transfers import grant
 from faregate.usage.rollup import WIDTHS, roll_up, rollup_problems, try_safe_bound, watermark
+from tests.factories import funded_user
 
 
 def _facts(user: User, n: int) -> UsageFacts:
@@ -50,8 +50,7 @@ def _totals(conn: sa.Connection, table: sa.Table, width: str | None) -> tuple[in
 
 def test_every_record_is_rolled_up_once_while_settlements_race(engine: Engine) -> None:
     with engine.begin() as conn:
-        user = create_user(conn, f"u{random.randrange(10**9)}@example.com")
-        grant(conn, user.organization_id, 10**12, actor="t", reason="t")
+        user = funded_user(conn, 10**12)
         acct = org_account_id(conn, user.organization_id)
     stop = threading.Event()
     rolled: list[int] = []
@@ -110,8 +109,7 @@ def test_every_record_is_rolled_up_once_while_settlements_race(engine: Engine) -
 
 def test_bucket_boundaries_are_utc(engine: Engine) -> None:
     with engine.begin() as conn:
-        user = create_user(conn, f"u{random.randrange(10**9)}@example.com")
-        grant(conn, user.organization_id, 10**9, actor="t", reason="t")
+        user = funded_user(conn, 10**9)
         acct = org_account_id(conn, user.organization_id)
 
     async def main() -> None:

@@ -7,28 +7,26 @@ moves nothing that is already right. The ledger verifies clean throughout."""
 from __future__ import annotations
 
 import asyncio
-import random
 
 from sqlalchemy.engine import Engine
 
 from faregate.api_keys.service import KeySpec, issue_key
 from faregate.api_keys.spend_limits import bring_to_limit, limits_off_target, set_spend_limit
 from faregate.db.runner import Database
-from faregate.identity.users import User, create_user
+from faregate.identity.users import User
 from faregate.ledger.accounts import balance, open_leases_total, org_account_id
 from faregate.ledger.leasing import CreditManager, Reservation
 from faregate.ledger.limits import ensure_limit_account, key_limit_code, limit_use
 from faregate.ledger.limits import window as limit_window
 from faregate.ledger.settlement import UsageFacts
-from faregate.ledger.transfers import grant
 from faregate.ledger.verify import verify
 from faregate.worker.limit_jobs import settle_key_limits
+from tests.factories import funded_user
 
 
 def _setup(engine: Engine, limit: int) -> tuple[User, str, str, int, int]:
     with engine.begin() as conn:
-        user = create_user(conn, f"u{random.randrange(10**9)}@example.com")
-        grant(conn, user.organization_id, 10**9, actor="t", reason="t")
+        user = funded_user(conn, 10**9)
         key = issue_key(conn, organization_id=user.organization_id, user_id=user.id, name="k",
                         pepper=b"p" * 32, spec=KeySpec(name="k", spend_limit_nano=limit,
                                                        spend_limit_period="day"))

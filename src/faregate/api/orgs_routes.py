@@ -10,6 +10,7 @@ import functools
 import sqlalchemy as sa
 from fastapi import APIRouter, status
 
+from faregate.api.context import ApiContext
 from faregate.api.deps import ClientInfo, Ctx, CurrentUser
 from faregate.api.schemas_orgs import (
     AcceptIn,
@@ -41,7 +42,7 @@ async def list_orgs(ctx: Ctx, user: CurrentUser) -> OrgListOut:
 async def get_org(org_id: str, ctx: Ctx, user: CurrentUser) -> OrgDetailOut:
     found = await ctx.db.run(functools.partial(
         orgs.get_org, organization_id=org_id, user_id=user.user_id))
-    return OrgDetailOut.of(found)
+    return _detail(found, ctx)
 
 
 @router.patch("/orgs/{org_id}", summary="Rename an organization (owner)")
@@ -50,7 +51,12 @@ async def rename_org(org_id: str, body: OrgPatchIn, ctx: Ctx, client: ClientInfo
     found = await ctx.db.run(functools.partial(
         orgs.rename_org, organization_id=org_id, user_id=user.user_id, name=body.name,
         ip=client.ip))
-    return OrgDetailOut.of(found)
+    return _detail(found, ctx)
+
+
+def _detail(found: orgs.OrgDetail, ctx: ApiContext) -> OrgDetailOut:
+    return OrgDetailOut.of(found, log_all=ctx.settings.request_log == "all",
+                           retention_days=ctx.settings.request_log_retention_days)
 
 
 @router.get("/orgs/{org_id}/members", summary="The organization's members")

@@ -70,6 +70,14 @@ class OrgListOut(BaseModel):
     data: list[OrgOut]
 
 
+class RequestLoggingOut(BaseModel):
+    enabled: bool = Field(description="The operator is logging the bodies of this "
+                          "organization's requests and responses (encrypted, for debugging).")
+    until: dt.datetime | None = Field(description="When logging stops by itself; null when it "
+                                      "is off, or on for every organization of this server.")
+    retention_days: int = Field(description="How long each log is kept.")
+
+
 class OrgDetailOut(BaseModel):
     id: str
     name: str
@@ -78,12 +86,17 @@ class OrgDetailOut(BaseModel):
     created_at: dt.datetime
     balance: MoneyOut = Field(description="Credits less what was spent.")
     available: MoneyOut = Field(description="The balance less what requests in flight hold.")
+    request_logging: RequestLoggingOut = Field(
+        description="Whether request bodies are being logged: the dashboard shows a banner.")
 
     @classmethod
-    def of(cls, o: OrgDetail) -> OrgDetailOut:
+    def of(cls, o: OrgDetail, *, log_all: bool, retention_days: int) -> OrgDetailOut:
+        logged = RequestLoggingOut(
+            enabled=log_all or o.request_logging_until is not None,
+            until=None if log_all else o.request_logging_until, retention_days=retention_days)
         return cls(id=o.id, name=o.name, role=o.role, personal=o.personal,
                    created_at=o.created_at, balance=MoneyOut.of(o.balance_nano),
-                   available=MoneyOut.of(o.available_nano))
+                   available=MoneyOut.of(o.available_nano), request_logging=logged)
 
 
 class MemberOut(BaseModel):

@@ -4,7 +4,7 @@ decimal USD string and as integer nano-USD (never a float)."""
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -117,7 +117,9 @@ class ProjectRefOut(BaseModel):
 
 
 class UsageEventOut(BaseModel):
-    """One settled request, as the live view shows it."""
+    """One settled request, as the live view shows it. The live feed encodes the same fields
+    from a plain dict (`usage_event`) with orjson; this model documents them (and is what
+    `recent` returns)."""
 
     id: int = Field(description="The usage record's id (the SSE event id, and `after`).")
     request_id: str
@@ -139,17 +141,22 @@ class UsageEventOut(BaseModel):
 
     @classmethod
     def of(cls, r: LiveRecord) -> UsageEventOut:
-        key = (KeyRefOut(id=r.api_key_id, name=r.api_key_name, redacted=r.api_key_redacted)
-               if r.api_key_id else None)
-        project = (ProjectRefOut(id=r.project_id, name=r.project_name)
-                   if r.project_id else None)
-        return cls(id=r.id, request_id=r.request_id, settled_at=r.settled_at, model=r.model,
-                   endpoint=r.endpoint, api_key=key, project=project,
-                   input_tokens=r.input_tokens, cached_tokens=r.cached_tokens,
-                   output_tokens=r.output_tokens, cost_usd=nano_to_usd(r.cost_nano),
-                   cost_nano_usd=r.cost_nano, charged_usd=nano_to_usd(r.charged_nano),
-                   charged_nano_usd=r.charged_nano, status=r.status, latency_ms=r.latency_ms,
-                   streamed=r.streamed)
+        return cls.model_validate(usage_event(r))
+
+
+def usage_event(r: LiveRecord) -> dict[str, Any]:
+    """A usage record as a UsageEventOut-shaped plain dict (for orjson, without pydantic)."""
+    return {"id": r.id, "request_id": r.request_id, "settled_at": r.settled_at,
+            "model": r.model, "endpoint": r.endpoint,
+            "api_key": ({"id": r.api_key_id, "name": r.api_key_name,
+                         "redacted": r.api_key_redacted} if r.api_key_id else None),
+            "project": ({"id": r.project_id, "name": r.project_name}
+                        if r.project_id else None),
+            "input_tokens": r.input_tokens, "cached_tokens": r.cached_tokens,
+            "output_tokens": r.output_tokens, "cost_usd": nano_to_usd(r.cost_nano),
+            "cost_nano_usd": r.cost_nano, "charged_usd": nano_to_usd(r.charged_nano),
+            "charged_nano_usd": r.charged_nano, "status": r.status,
+            "latency_ms": r.latency_ms, "streamed": r.streamed}
 
 
 class RecentOut(BaseModel):

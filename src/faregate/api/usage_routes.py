@@ -31,7 +31,7 @@ from faregate.errors import InvalidRequest
 from faregate.identity.access import require_member
 from faregate.usage import live, report
 from faregate.usage.labels import Labels, labels
-from faregate.usage.live import Follower, LiveRecord
+from faregate.usage.live import LiveRecord
 from faregate.usage.report import Bucket, Row, Sums
 
 router = APIRouter(prefix="/orgs/{org_id}/usage")
@@ -41,8 +41,10 @@ _WIDTH = Query(description="Bucket width: 1m (range up to 1 day, default the las
                "30 days).")
 _SSE_DOC: dict[int | str, dict[str, Any]] = {
     200: {"description": "A text/event-stream: `event: usage` events whose data is a "
-          "UsageEvent (JSON) and whose `id` is the usage record's id; `: keep-alive` comments "
-          "every 15 s.", "content": {"text/event-stream": {}}},
+          "UsageEventOut (JSON, see the schemas) and whose `id` is the usage record's id (no "
+          "`id` for a record that showed up after a later one); `: keep-alive` comments every "
+          "15 s; `event: end` with data `{\"reason\": ...}` (`signed_out_or_not_a_member`, "
+          "`too_slow`) before the server ends it.", "content": {"text/event-stream": {}}},
     429: {"description": "Too many live streams open (5 per user per organization)."}}
 
 
@@ -143,11 +145,8 @@ async def live_feed(org_id: str, request: Request, ctx: Ctx, user: CurrentUser,
                                  param="Last-Event-ID")
         resume = int(last_event_id.strip())
 
-    def run(conn: sa.Connection) -> tuple[Follower, list[LiveRecord]]:
-        require_member(conn, org_id, user.user_id)
-        return Follower.start(conn, org_id, resume_after=resume, backlog=backlog)
-    follower, first = await ctx.db.run(run)
-    release = usage_stream.slots_of(request.app.state).acquire(user.user_id, org_id)
-    return usage_stream.EventStream(usage_stream.events(
-        ctx, follower, first, session_token=request.cookies.get(SESSION_COOKIE, ""),
-        user_id=user.user_id), release)
+    await ctx.db.run(require_member, org_id, user.user_id)
+    return await usage_stream.open_stream(
+        ctx, request.app.state, organization_id=org_id, user_id=user.user_id,
+        session_token=request.cookies.get(SESSION_COOKIE, ""), resume_after=resume,
+        backlog=backlog)

@@ -1,12 +1,14 @@
 """The live usage feed as Server-Sent Events.
 
-Each open stream polls its organization's newest usage records every `POLL_S` (one indexed
-query; see faregate.usage.live) and sends each new record as an event whose `id:` is the
+Every open stream is a subscriber of its organization's feed in this process (see
+faregate.api.usage_hub): one poller per organization queries the newest usage records every
+0.5 s and hands each new record, encoded once, to all its streams. An event's `id:` is the
 record's id, so a browser's EventSource resumes after a reconnection (`Last-Event-ID`) without
 repeating anything. A record that became visible after a later one is still sent, but without
 an `id:` line, so the resume point never moves backwards. A comment line every `HEARTBEAT_S`
 keeps proxies from closing an idle stream. Every `REAUTH_S` the stream checks that its session
-is still live and its user still a member; if not, it ends.
+is still live and its user still a member; if not, it ends. A stream whose client reads too
+slowly to keep up is ended too (`too_slow`; the hub bounds what waits for it).
 
 Limits: a user has at most `PER_USER_ORG` open streams per organization and a server process at
 most `PER_PROCESS` (429 beyond; the dashboard can fall back to polling `/usage/recent`). With
@@ -31,15 +33,13 @@ from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from faregate.api.context import ApiContext
-from faregate.api.schemas_usage import UsageEventOut
+from faregate.api.usage_hub import POLL_S, Subscriber, hub_of
 from faregate.errors import RateLimited
 from faregate.identity import sessions
 from faregate.identity.access import role_of
-from faregate.usage.live import Follower, LiveRecord
 
 log = logging.getLogger("faregate.api.usage")
 
-POLL_S = 0.5
 HEARTBEAT_S = 15.0
 REAUTH_S = 15.0
 RETRY_MS = 1000  # how soon an EventSource reconnects
@@ -102,7 +102,8 @@ def slots_of(app_state: Any) -> StreamSlots:
 
 
 class EventStream(StreamingResponse):
-    """A text/event-stream response that gives its slot back however it ends."""
+    """A text/event-stream response that runs `release` (gives its slot back, leaves its
+    feed) however it ends, also when it never starts."""
 
     media_type = "text/event-stream"
 
@@ -118,18 +119,33 @@ class EventStream(StreamingResponse):
             self._release()
 
 
-def event(record: LiveRecord, *, in_order: bool = True) -> bytes:
-    data = UsageEventOut.of(record).model_dump_json()
-    head = f"id: {record.id}\n" if in_order else ""
-    return f"{head}event: usage\ndata: {data}\n\n".encode()
+async def open_stream(ctx: ApiContext, app_state: Any, *, organization_id: str, user_id: str,
+                      session_token: str, resume_after: int | None,
+                      backlog: int) -> EventStream:
+    """Take a stream slot (RateLimited when none is free) and join the organization's feed;
+    the caller has checked the membership."""
+    release = slots_of(app_state).acquire(user_id, organization_id)
+    try:
+        sub, first = await hub_of(app_state, ctx.db).subscribe(
+            organization_id, resume_after=resume_after, backlog=backlog)
+    except BaseException:
+        release()
+        raise
+
+    def close() -> None:
+        sub.close()
+        release()
+    return EventStream(events(ctx, sub, first, session_token=session_token, user_id=user_id),
+                       close)
 
 
-async def events(ctx: ApiContext, follower: Follower, backlog: list[LiveRecord], *,
-                 session_token: str, user_id: str,
+async def events(ctx: ApiContext, sub: Subscriber, first: bytes, *, session_token: str,
+                 user_id: str,
                  stopping: Callable[[], bool] = server_stopping) -> AsyncIterator[bytes]:
-    """The stream's bytes: the backlog, then each new record as it settles."""
+    """The stream's bytes: the catch-up (backlog or missed records), then what the feed hands
+    the subscriber as records settle."""
     loop = asyncio.get_running_loop()
-    org = follower.organization_id
+    org = sub.feed.organization_id
 
     def allowed(conn: sa.Connection) -> bool:
         found = sessions.authenticate(conn, session_token, secret=ctx.session_secret,
@@ -137,28 +153,34 @@ async def events(ctx: ApiContext, follower: Follower, backlog: list[LiveRecord],
         return (found is not None and found.user_id == user_id
                 and role_of(conn, org, user_id) is not None)
 
-    yield f"retry: {RETRY_MS}\n: live usage of {org}\n\n".encode()
-    for record in backlog:
-        yield event(record)
-    last_sent = last_auth = loop.time()
-    while not stopping():
-        await asyncio.sleep(POLL_S)
-        if stopping():
-            break
-        now = loop.time()
-        try:
+    try:
+        yield f"retry: {RETRY_MS}\n: live usage of {org}\n\n".encode()
+        if first:
+            yield first
+        last_sent = last_auth = loop.time()
+        while not stopping():
+            fresh = await sub.next(POLL_S)
+            if sub.ended is not None:
+                yield b'event: end\ndata: {"reason": "%s"}\n\n' % sub.ended.encode()
+                return
+            if stopping():
+                break
+            now = loop.time()
             if now - last_auth >= REAUTH_S:
-                if not await ctx.db.run(allowed):
-                    yield b'event: end\ndata: {"reason": "signed_out_or_not_a_member"}\n\n'
-                    return
-                last_auth = now
-            fresh = await ctx.db.run(follower.poll)
-        except Exception:  # a database hiccup: keep the stream, try again at the next tick
-            log.warning("live usage poll failed", exc_info=True)
-            fresh = []
-        if fresh:
-            yield b"".join(event(r, in_order=ok) for r, ok in fresh)
-            last_sent = now
-        elif now - last_sent >= HEARTBEAT_S:
-            yield b": keep-alive\n\n"
-            last_sent = now
+                try:
+                    ok = await ctx.db.run(allowed)
+                except Exception:  # a database hiccup: keep the stream, ask again shortly
+                    log.warning("live usage re-authorisation failed", exc_info=True)
+                else:
+                    if not ok:
+                        yield b'event: end\ndata: {"reason": "signed_out_or_not_a_member"}\n\n'
+                        return
+                    last_auth = now
+            if fresh:
+                yield fresh
+                last_sent = now
+            elif now - last_sent >= HEARTBEAT_S:
+                yield b": keep-alive\n\n"
+                last_sent = now
+    finally:
+        sub.close()

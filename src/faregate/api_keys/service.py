@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from faregate.api_keys.scopes import SCOPES, KeyKind, Permissions, allowed_scopes
 from faregate.audit import trail
-from faregate.db.schema import accounts, api_keys, billing_states, projects
+from faregate.db.schema import accounts, api_keys, billing_states, organizations, projects
 from faregate.errors import InvalidRequest, NotFound
 from faregate.kit.crypto import ADMIN_KEY_PREFIX, generate_api_key, hash_api_key, redact_api_key
 from faregate.kit.ids import new_id
@@ -79,6 +79,7 @@ class Principal:
     spend_limit_period: Period | None = None
     billing_suspended: bool = False
     project_budget_nano: int | None = None  # the key's project's monthly budget, if any
+    log_requests: bool = False  # an operator turned request logging on for the organization
 
 
 def _default_project(conn: sa.Connection, organization_id: str) -> str | None:
@@ -216,12 +217,13 @@ def find_principal(conn: sa.Connection, key_hash: str) -> Principal | None:
                   api_keys.c.project_id, api_keys.c.kind, api_keys.c.permissions,
                   api_keys.c.scopes, api_keys.c.expires_at, api_keys.c.spend_limit_nano,
                   api_keys.c.spend_limit_period, billing_states.c.suspended_at,
-                  projects.c.monthly_budget_nano)
+                  projects.c.monthly_budget_nano, organizations.c.request_logging_until)
         .join(accounts, sa.and_(accounts.c.organization_id == api_keys.c.organization_id,
                                 accounts.c.kind == "org_credit"))
         .outerjoin(billing_states,
                    billing_states.c.organization_id == api_keys.c.organization_id)
         .outerjoin(projects, projects.c.id == api_keys.c.project_id)
+        .join(organizations, organizations.c.id == api_keys.c.organization_id)
         .where(api_keys.c.key_hash == key_hash, api_keys.c.revoked_at.is_(None))
     ).first()
     if row is None:
@@ -232,7 +234,10 @@ def find_principal(conn: sa.Connection, key_hash: str) -> Principal | None:
         expires_at=row.expires_at.timestamp() if row.expires_at is not None else None,
         spend_limit_nano=row.spend_limit_nano, spend_limit_period=row.spend_limit_period,
         billing_suspended=row.suspended_at is not None,
-        project_budget_nano=row.monthly_budget_nano)
+        project_budget_nano=row.monthly_budget_nano,
+        # Decided here, so the gateway checks a boolean; a key is cached for at most 2 s.
+        log_requests=(row.request_logging_until is not None
+                      and row.request_logging_until > dt.datetime.now(dt.UTC)))
 
 
 def mark_used(conn: sa.Connection, last_used: dict[str, dt.datetime]) -> None:

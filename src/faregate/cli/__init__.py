@@ -18,6 +18,8 @@ from faregate.cli import (
     catalog_cmds,
     ledger_cmds,
     operator_cmds,
+    org_cmds,
+    request_cmds,
     run_cmds,
 )
 from faregate.errors import FaregateError, InvalidRequest
@@ -36,6 +38,8 @@ ledger_cmds.register(app)
 catalog_cmds.register(app)
 billing_cmds.register(app)
 operator_cmds.register(app)
+org_cmds.register(app)
+request_cmds.register(app)
 
 
 def _fail(message: str, code: int) -> None:

@@ -45,6 +45,8 @@ organizations = sa.Table(
     sa.Column("id", sa.String(40), primary_key=True),
     sa.Column("name", sa.String(200), nullable=False),
     sa.Column("created_at", Now, nullable=False),
+    # Request logging is on for this organization until then (set by an operator; NULL: off).
+    sa.Column("request_logging_until", Now, nullable=True),
 )
 
 # `organization_id` is the user's personal organization; memberships list every organization a
@@ -656,4 +658,25 @@ operator_sessions = sa.Table(
     sa.Column("ip", sa.String(64), nullable=True),
     sa.Column("user_agent", sa.String(300), nullable=True),
     sa.Column("revoked_at", Now, nullable=True),
+)
+
+# --- Request logs (usage/request_logs.py) ------------------------------------------------------
+
+# The bodies of a request and of its response as relayed (for streams, the SSE bytes), each
+# zlib-compressed and then encrypted with the server's encryption key; never a header. Written
+# only for organizations with request logging on (or every one with FAREGATE_REQUEST_LOG=all),
+# deleted after FAREGATE_REQUEST_LOG_RETENTION_DAYS. `request_id` is the usage record's.
+request_logs = sa.Table(
+    "request_logs", metadata,
+    sa.Column("request_id", sa.String(64), primary_key=True),
+    sa.Column("organization_id", sa.String(40), nullable=False),
+    sa.Column("created_at", Now, nullable=False, index=True),
+    sa.Column("endpoint", sa.String(40), nullable=False),
+    sa.Column("model", sa.String(200), nullable=True),
+    sa.Column("status_code", sa.Integer, nullable=False),
+    sa.Column("request_sealed", sa.LargeBinary, nullable=False),
+    sa.Column("response_sealed", sa.LargeBinary, nullable=False),
+    sa.Column("request_bytes", sa.BigInteger, nullable=False),  # before truncation
+    sa.Column("response_bytes", sa.BigInteger, nullable=False),
+    sa.Column("truncated", sa.Boolean, nullable=False),
 )

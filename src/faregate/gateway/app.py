@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from typing import Any
 
-import sqlalchemy as sa
-
 from faregate.api_keys.scopes import ENDPOINT_SCOPE
 from faregate.api_keys.service import Principal
-from faregate.db.schema import usage_records
 from faregate.errors import AuthenticationFailed, FaregateError, NotFound
 from faregate.gateway.admin_usage import PREFIX as ADMIN_PREFIX
 from faregate.gateway.admin_usage import serve_admin
@@ -27,10 +25,12 @@ from faregate.gateway.asgi_io import (
 from faregate.gateway.parse import PARSERS, decode_body
 from faregate.gateway.prepare import prepare
 from faregate.gateway.relay import Exchange, relay_once, relay_stream
+from faregate.gateway.request_log import Capture
 from faregate.gateway.state import GatewayState
 from faregate.kit.ids import request_id
-from faregate.kit.money import nano_to_usd
 from faregate.kit.netinfo import client_ip
+from faregate.usage.records import request_record
+from faregate.usage.request_logs import read_log
 
 log = logging.getLogger("faregate.gateway")
 
@@ -93,6 +93,14 @@ class GatewayApp:
         if endpoint is None:
             await self._get(path, principal.organization_id, send, headers)
             return
+        if principal.log_requests or gw.log_all_requests:  # off: the only cost of logging
+            await self._logged(endpoint, receive, send, rid, headers, principal)
+            return
+        await self._call(endpoint, receive, send, rid, headers, principal)
+
+    async def _call(self, endpoint: str, receive: Receive, send: Send, rid: str,
+                    headers: list[tuple[bytes, bytes]], principal: Principal) -> None:
+        gw = self.state
         raw = await read_body(receive, gw.settings.max_request_body_bytes)
         call = PARSERS[endpoint](decode_body(raw))
         prep = await prepare(gw, call, principal, raw)
@@ -110,10 +118,34 @@ class GatewayApp:
             stop_watching()
             gw.credits.release(prep.reservation)  # no-op once settled
 
+    async def _logged(self, endpoint: str, receive: Receive, send: Send, rid: str,
+                      headers: list[tuple[bytes, bytes]], principal: Principal) -> None:
+        """A model call whose bodies are logged (gateway/request_log.py); the client is told
+        so in a header."""
+        writer = self.state.request_log
+        if writer is None:
+            await self._call(endpoint, receive, send, rid, headers, principal)
+            return
+        capture = Capture(rid, principal.organization_id, endpoint,
+                          self.state.settings.request_log_max_bytes)
+        headers.append((b"x-faregate-request-logged", b"true"))
+        try:
+            await self._call(endpoint, capture.receive(receive), capture.send(send), rid,
+                             headers, principal)
+        except BaseException as error:
+            capture.failed(error)
+            raise
+        finally:
+            writer.submit(capture.finish())
+
     async def _get(self, path: str, org_id: str, send: Send,
                    headers: list[tuple[bytes, bytes]]) -> None:
         if path.startswith("/v1/faregate/requests/"):
-            record = await self.state.db.run(_usage_of, path.rsplit("/", 1)[1], org_id)
+            if path.endswith("/log"):
+                await self._log(path[len("/v1/faregate/requests/"):-len("/log")], org_id, send,
+                                headers)
+                return
+            record = await self.state.db.run(request_record, path.rsplit("/", 1)[1], org_id)
             if record is None:
                 raise NotFound("No request with that id in your organization.")
             await send_json(send, 200, record, headers)
@@ -134,6 +166,20 @@ class GatewayApp:
         raise NotFound(f"The model `{wanted}` does not exist or you do not have access to it.",
                        param="model", code="model_not_found")
 
+    async def _log(self, rid: str, org_id: str, send: Send,
+                   headers: list[tuple[bytes, bytes]]) -> None:
+        """GET /v1/faregate/requests/{id}/log: the request's logged bodies, if it was logged."""
+        writer = self.state.request_log
+        entry = None
+        if writer is not None and "/" not in rid:
+            entry = await self.state.db.run(functools.partial(
+                read_log, request_id=rid, sealer=writer.sealer, organization_id=org_id))
+        if entry is None:
+            raise NotFound("No request log with that id in your organization: request logging "
+                           "is off for it, or the log has expired.")
+        await send_json(send, 200,
+                        entry.as_json(self.state.settings.request_log_retention_days), headers)
+
 
 def _check_scope(principal: Principal, endpoint: str) -> None:
     if principal.kind == "admin":
@@ -147,21 +193,3 @@ def _check_scope(principal: Principal, endpoint: str) -> None:
                 "You have insufficient permissions for this operation. Missing scopes: "
                 f"{needed}. Check that your API key has the necessary scopes.", code=None)
 
-
-def _usage_of(conn: sa.Connection, rid: str, org_id: str) -> dict[str, Any] | None:
-    row = conn.execute(sa.select(usage_records).where(
-        usage_records.c.request_id == rid, usage_records.c.organization_id == org_id)).first()
-    if row is None:
-        return None
-    return {
-        "object": "faregate.request", "request_id": row.request_id, "status": row.status,
-        "endpoint": row.endpoint, "model": row.model, "upstream": row.upstream,
-        "api_key_id": row.api_key_id, "streamed": bool(row.streamed),
-        "prompt_tokens": int(row.prompt_tokens), "cached_tokens": int(row.cached_tokens),
-        "completion_tokens": int(row.completion_tokens), "usage_source": row.usage_source,
-        "cost_nano_usd": int(row.cost_nano), "charged_nano_usd": int(row.charged_nano),
-        "cost_usd": nano_to_usd(int(row.cost_nano)),
-        "charged_usd": nano_to_usd(int(row.charged_nano)),
-        "latency_ms": int(row.latency_ms),
-        "settled_at": row.settled_at.isoformat() if row.settled_at else None,
-    }

@@ -4,6 +4,8 @@ the database for them once per account and period."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import sqlalchemy as sa
 
 from faregate.api_keys.service import Principal
@@ -41,16 +43,10 @@ class LimitAccounts:
         assert p.spend_limit_nano is not None
         assert p.spend_limit_period is not None
         w = window(p.spend_limit_period)
-        code, limit = key_limit_code(p.key_id, w), p.spend_limit_nano
-        acct = await self._account(code, p.organization_id, limit)
-        seen = self._key_limits.get(code)
-        if seen != limit:
-            if seen is not None:
-                await self._credits.renew(acct, then=lambda conn: bring_to_limit(
-                    conn, p.key_id, actor="gateway"))
-            if len(self._key_limits) >= _MAX_ENTRIES:
-                self._key_limits.clear()
-            self._key_limits[code] = limit
+        code, key_id = key_limit_code(p.key_id, w), p.key_id
+        acct = await self._account(code, p.organization_id, p.spend_limit_nano)
+        await self._follow(self._key_limits, code, acct, p.spend_limit_nano,
+                           lambda conn: bring_to_limit(conn, key_id, actor="gateway"))
         return acct, w
 
     async def budget_account_for(self, p: Principal) -> tuple[int, LimitWindow]:
@@ -60,18 +56,25 @@ class LimitAccounts:
         assert p.project_budget_nano is not None
         assert p.project_id is not None
         w = window("month")
-        code, budget, project_id = project_budget_code(p.project_id, w), p.project_budget_nano, \
-            p.project_id
-        acct = await self._account(code, p.organization_id, budget)
-        seen = self._budgets.get(code)
-        if seen != budget:
-            if seen is not None:
-                await self._credits.renew(acct, then=lambda conn: bring_budget_to_target(
-                    conn, project_id, actor="gateway"))
-            if len(self._budgets) >= _MAX_ENTRIES:
-                self._budgets.clear()
-            self._budgets[code] = budget
+        code, project_id = project_budget_code(p.project_id, w), p.project_id
+        acct = await self._account(code, p.organization_id, p.project_budget_nano)
+        await self._follow(self._budgets, code, acct, p.project_budget_nano,
+                           lambda conn: bring_budget_to_target(conn, project_id,
+                                                               actor="gateway"))
         return acct, w
+
+    async def _follow(self, seen: dict[str, int], code: str, acct: int, limit_nano: int,
+                      move: Callable[[sa.Connection], object]) -> None:
+        """Remember `limit_nano` as the limit of `code`; when it differs from the one this
+        process saw before, renew the lease of `acct` with `move` in the same transaction."""
+        before = seen.get(code)
+        if before == limit_nano:
+            return
+        if before is not None:
+            await self._credits.renew(acct, then=move)
+        if len(seen) >= _MAX_ENTRIES:
+            seen.clear()
+        seen[code] = limit_nano
 
     async def _account(self, code: str, organization_id: str, limit_nano: int) -> int:
         acct = self._ids.get(code)
@@ -90,17 +93,22 @@ class LimitAccounts:
 
 def limit_reached(p: Principal, w: LimitWindow) -> InsufficientQuota:
     assert p.spend_limit_nano is not None
-    return InsufficientQuota(
-        f"This API key has reached its {w.describe()} spend limit of "
-        f"${nano_to_usd(p.spend_limit_nano)}; it resets at "
-        f"{w.end.strftime('%Y-%m-%d %H:%M')} UTC. Raise the key's limit in the dashboard or use "
-        "another key.", code="api_key_spend_limit_exceeded")
+    return _reached(f"This API key has reached its {w.describe()} spend limit",
+                    p.spend_limit_nano, w,
+                    "Raise the key's limit in the dashboard or use another key.",
+                    code="api_key_spend_limit_exceeded")
 
 
 def budget_reached(p: Principal, w: LimitWindow) -> InsufficientQuota:
     assert p.project_budget_nano is not None
+    return _reached(f"Project {p.project_id} has reached its monthly budget",
+                    p.project_budget_nano, w,
+                    "An owner of the organization can raise the project's budget in the "
+                    "dashboard.", code="project_spend_limit_exceeded")
+
+
+def _reached(what: str, limit_nano: int, w: LimitWindow, advice: str, *,
+             code: str) -> InsufficientQuota:
     return InsufficientQuota(
-        f"Project {p.project_id} has reached its monthly budget of "
-        f"${nano_to_usd(p.project_budget_nano)}; it resets at "
-        f"{w.end.strftime('%Y-%m-%d %H:%M')} UTC. An owner of the organization can raise the "
-        "project's budget in the dashboard.", code="project_spend_limit_exceeded")
+        f"{what} of ${nano_to_usd(limit_nano)}; it resets at "
+        f"{w.end.strftime('%Y-%m-%d %H:%M')} UTC. {advice}", code=code)

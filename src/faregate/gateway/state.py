@@ -11,6 +11,7 @@ from faregate.db.runner import Database
 from faregate.gateway.auth import KeyAuthenticator
 from faregate.gateway.catalog_cache import CatalogCache
 from faregate.gateway.limits import LimitAccounts
+from faregate.gateway.request_log import RequestLogWriter
 from faregate.ledger.leasing import CreditManager
 
 
@@ -24,3 +25,5 @@ class GatewayState:
     catalog: CatalogCache
     limits: LimitAccounts
     trusted_proxies: tuple[str, ...] = ()
+    request_log: RequestLogWriter | None = None
+    log_all_requests: bool = False  # FAREGATE_REQUEST_LOG=all

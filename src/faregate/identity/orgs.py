@@ -36,6 +36,7 @@ class OrgDetail:
     created_at: dt.datetime
     balance_nano: int  # credits - debits
     available_nano: int  # less what requests in flight hold
+    request_logging_until: dt.datetime | None = None  # an operator logs its requests until then
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,8 +72,11 @@ def get_org(conn: sa.Connection, organization_id: str, *, user_id: str) -> OrgDe
     personal = conn.execute(sa.select(users.c.organization_id)
                             .where(users.c.id == user_id)).scalar() == organization_id
     money = balance(conn, org_account_id(conn, organization_id))
+    logging_until = org.request_logging_until
+    if logging_until is not None and logging_until <= dt.datetime.now(dt.UTC):
+        logging_until = None
     return OrgDetail(org.id, org.name, role, personal, org.created_at, money.balance_nano,
-                     money.available_nano)
+                     money.available_nano, logging_until)
 
 
 def rename_org(conn: sa.Connection, organization_id: str, *, user_id: str, name: str,

@@ -9,7 +9,10 @@ taken at insert, not at commit, and each server process stamps `settled_at` with
 when a batch starts, before it commits. So a follower looks back `LOOKBACK` behind the newest
 settlement time it has seen and remembers which ids in that window it has already delivered;
 a record that becomes visible late still shows up (flagged as out of order). The stateless
-`after` query (for polling) only returns ids above the cursor, so it can miss such a record."""
+`after` query (for polling) only returns ids above the cursor, so it can miss such a record.
+
+The live feed runs one follower per organization and process, shared by all its viewers
+(faregate.api.usage_hub); `catch_up` is what a viewer is shown when it joins."""
 
 from __future__ import annotations
 
@@ -143,3 +146,31 @@ class Follower:
         cutoff = self.high - LOOKBACK
         self.seen = {i: t for i, t in self.seen.items() if t >= cutoff}
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class CatchUp:
+    """What a new viewer is shown first, and where it stands afterwards."""
+
+    records: list[LiveRecord]  # oldest first
+    floor_id: int  # it has had (or is not to be shown) every record at or below this id
+    cursor_id: int  # its resume point: the highest id it knows of
+
+
+def catch_up(conn: sa.Connection, organization_id: str, *, resume_after: int | None,
+             backlog: int) -> CatchUp:
+    """The records after `resume_after` when the organization has that record (the newest
+    `POLL_LIMIT` of them, within `LOOKBACK` of its settlement time; the floor is
+    `resume_after`), else the `backlog` newest records (floor 0: a record that becomes visible
+    late is still news). The cursor is the highest id of these, or of the floor / the newest
+    record."""
+    if resume_after is not None:
+        since = record_time(conn, organization_id, resume_after)
+        if since is not None:
+            missed = Follower(organization_id, resume_after, since, resume_after).poll(conn)
+            records = [rec for rec, _ in missed]
+            return CatchUp(records, resume_after, max((r.id for r in records),
+                                                      default=resume_after))
+    recent = newest(conn, organization_id, max(backlog, 1))
+    return CatchUp(recent[-backlog:] if backlog else [], 0,
+                   max((rec.id for rec in recent), default=0))

@@ -10,10 +10,11 @@ from faregate.worker.billing_jobs import billing_jobs
 from faregate.worker.credit_jobs import credit_jobs
 from faregate.worker.jobs import JOBS, Job
 from faregate.worker.limit_jobs import LIMIT_JOBS
+from faregate.worker.log_jobs import log_jobs
 from faregate.worker.usage_jobs import USAGE_JOBS
 
 
 def all_jobs(settings: Settings, processor: PaymentProcessor, email: EmailSender) -> list[Job]:
     return [*JOBS, *USAGE_JOBS, *LIMIT_JOBS, *billing_jobs(settings, processor, email),
             *credit_jobs(settings),
-            *alert_jobs(settings, email)]
+            *alert_jobs(settings, email), *log_jobs(settings)]
