@@ -13,7 +13,14 @@ import sqlalchemy as sa
 
 from faregate.api_keys.scopes import SCOPES, KeyKind, Permissions, allowed_scopes
 from faregate.audit import trail
-from faregate.db.schema import accounts, api_keys, billing_states, organizations, projects
+from faregate.db.schema import (
+    accounts,
+    api_keys,
+    billing_states,
+    organizations,
+    projects,
+    users,
+)
 from faregate.errors import InvalidRequest, NotFound
 from faregate.kit.crypto import ADMIN_KEY_PREFIX, generate_api_key, hash_api_key, redact_api_key
 from faregate.kit.ids import new_id
@@ -80,6 +87,13 @@ class Principal:
     billing_suspended: bool = False
     project_budget_nano: int | None = None  # the key's project's monthly budget, if any
     log_requests: bool = False  # an operator turned request logging on for the organization
+    tier: int = 0  # the organization's usage tier in force (tiers/)
+    price_group: str = "default"
+    key_rpm: int | None = None  # the key's own rate limits, if set
+    key_tpm: int | None = None
+    # Why /v1 refuses this key with 401 account_deactivated: "organization" or "user" (the
+    # key's creator), when an operator deactivated them; None otherwise.
+    deactivated: str | None = None
 
 
 def _default_project(conn: sa.Connection, organization_id: str) -> str | None:
@@ -217,13 +231,18 @@ def find_principal(conn: sa.Connection, key_hash: str) -> Principal | None:
                   api_keys.c.project_id, api_keys.c.kind, api_keys.c.permissions,
                   api_keys.c.scopes, api_keys.c.expires_at, api_keys.c.spend_limit_nano,
                   api_keys.c.spend_limit_period, billing_states.c.suspended_at,
-                  projects.c.monthly_budget_nano, organizations.c.request_logging_until)
+                  projects.c.monthly_budget_nano, organizations.c.request_logging_until,
+                  organizations.c.tier, organizations.c.tier_override,
+                  organizations.c.price_group, organizations.c.deactivated_at,
+                  api_keys.c.rpm_limit, api_keys.c.tpm_limit,
+                  users.c.deactivated_at.label("user_deactivated_at"))
         .join(accounts, sa.and_(accounts.c.organization_id == api_keys.c.organization_id,
                                 accounts.c.kind == "org_credit"))
         .outerjoin(billing_states,
                    billing_states.c.organization_id == api_keys.c.organization_id)
         .outerjoin(projects, projects.c.id == api_keys.c.project_id)
         .join(organizations, organizations.c.id == api_keys.c.organization_id)
+        .outerjoin(users, users.c.id == api_keys.c.user_id)
         .where(api_keys.c.key_hash == key_hash, api_keys.c.revoked_at.is_(None))
     ).first()
     if row is None:
@@ -237,7 +256,12 @@ def find_principal(conn: sa.Connection, key_hash: str) -> Principal | None:
         project_budget_nano=row.monthly_budget_nano,
         # Decided here, so the gateway checks a boolean; a key is cached for at most 2 s.
         log_requests=(row.request_logging_until is not None
-                      and row.request_logging_until > dt.datetime.now(dt.UTC)))
+                      and row.request_logging_until > dt.datetime.now(dt.UTC)),
+        tier=int(row.tier_override if row.tier_override is not None else row.tier),
+        price_group=row.price_group or "default", key_rpm=row.rpm_limit,
+        key_tpm=row.tpm_limit,
+        deactivated="organization" if row.deactivated_at is not None else
+        "user" if row.user_deactivated_at is not None else None)
 
 
 def mark_used(conn: sa.Connection, last_used: dict[str, dt.datetime]) -> None:

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from faregate.db.schema import models, upstream_models, upstreams
+from faregate.db.schema import (
+    model_aliases,
+    model_group_multipliers,
+    models,
+    price_groups,
+    upstream_models,
+    upstreams,
+)
 from faregate.errors import InvalidRequest, NotFound, Refused
 from faregate.kit.crypto import Cipher
 from faregate.pricing.cost import Price
@@ -29,6 +36,9 @@ class ModelInfo:
     enabled: bool
     owned_by: str
     created_at: dt.datetime
+    visibility: str = "public"  # public | hidden (callable, not listed)
+    context_window: int | None = None
+    min_tier: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +52,8 @@ class UpstreamInfo:
     read_timeout_ms: int
     enabled: bool
     models: dict[str, str]  # public model id -> upstream's model name
+    priority: int = 0
+    weight: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,12 +66,19 @@ class Route:
     upstream_model: str
     connect_timeout_s: float
     read_timeout_s: float
+    upstream_id: int = 0
+    priority: int = 0
+    weight: int = 1
 
 
 @dataclass(frozen=True, slots=True)
 class CatalogSnapshot:
     models: dict[str, ModelInfo]
-    routes: dict[str, list[Route]]
+    routes: dict[str, list[Route]]  # by public model id, lowest priority number first
+    aliases: dict[str, str] = field(default_factory=dict)  # alias -> model id
+    # Price multipliers in parts per million: a group's, and a model's own for a group.
+    group_multipliers: dict[str, int] = field(default_factory=dict)
+    model_multipliers: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
 DEFAULT_MAX_TOKENS = 4096
@@ -74,7 +93,8 @@ def _model(row: sa.Row[tuple[object, ...]]) -> ModelInfo:
         default_max_tokens=int(row.default_max_tokens),
         max_output_tokens=int(row.max_output_tokens),
         enabled=bool(row.enabled), owned_by=str(row.owned_by),
-        created_at=row.created_at)
+        created_at=row.created_at, visibility=str(row.visibility),
+        context_window=row.context_window, min_tier=int(row.min_tier))
 
 
 def list_models(conn: sa.Connection) -> list[ModelInfo]:
@@ -165,7 +185,8 @@ def list_upstreams(conn: sa.Connection) -> list[UpstreamInfo]:
         maps.setdefault(int(row.upstream_id), {})[str(row.model_id)] = str(row.upstream_model)
     return [UpstreamInfo(int(r.id), str(r.name), str(r.base_url), r.api_key_env,
                          r.api_key_encrypted is not None, int(r.connect_timeout_ms),
-                         int(r.read_timeout_ms), bool(r.enabled), maps.get(int(r.id), {}))
+                         int(r.read_timeout_ms), bool(r.enabled), maps.get(int(r.id), {}),
+                         int(r.priority), int(r.weight))
             for r in conn.execute(sa.select(upstreams).order_by(upstreams.c.id)).all()]
 
 
@@ -188,18 +209,32 @@ def load_snapshot(conn: sa.Connection, cipher: Cipher, builtin_base_url: str) ->
             if public in model_map:
                 routes.setdefault(public, []).append(Route(
                     up.name, base, key, upstream_name, up.connect_timeout_ms / 1000,
-                    up.read_timeout_ms / 1000))
-    return CatalogSnapshot(model_map, routes)
+                    up.read_timeout_ms / 1000, up.id, up.priority, up.weight))
+    for candidates in routes.values():
+        candidates.sort(key=lambda r: (r.priority, r.upstream_id))
+    aliases = {str(r.alias): str(r.model_id) for r in conn.execute(sa.select(model_aliases))
+               if str(r.model_id) in model_map}
+    groups = {str(r.name): int(r.multiplier_ppm) for r in conn.execute(sa.select(price_groups))}
+    per_model = {(str(r.model_id), str(r.group_name)): int(r.multiplier_ppm)
+                 for r in conn.execute(sa.select(model_group_multipliers))}
+    return CatalogSnapshot(model_map, routes, aliases, groups, per_model)
 
 
 def catalog_version(conn: sa.Connection) -> tuple[object, ...]:
-    """A cheap fingerprint of the catalog: it changes whenever a model, upstream or route is
-    added or a model is changed, so the gateway reloads only then."""
+    """A cheap fingerprint of the catalog: it changes whenever a model, upstream, route, alias,
+    price group or multiplier is added or changed (writers set `updated_at`), so the gateway
+    reloads only then."""
     row = conn.execute(sa.select(
         sa.select(sa.func.max(models.c.updated_at)).scalar_subquery(),
         sa.select(sa.func.count()).select_from(models).scalar_subquery(),
         sa.select(sa.func.max(upstreams.c.id)).scalar_subquery(),
         sa.select(sa.func.count()).select_from(upstreams).scalar_subquery(),
         sa.select(sa.func.count()).select_from(upstream_models).scalar_subquery(),
+        sa.select(sa.func.max(upstreams.c.updated_at)).scalar_subquery(),
+        sa.select(sa.func.count()).select_from(model_aliases).scalar_subquery(),
+        sa.select(sa.func.max(price_groups.c.updated_at)).scalar_subquery(),
+        sa.select(sa.func.count()).select_from(price_groups).scalar_subquery(),
+        sa.select(sa.func.count()).select_from(model_group_multipliers).scalar_subquery(),
+        sa.select(sa.func.sum(model_group_multipliers.c.multiplier_ppm)).scalar_subquery(),
     )).one()
     return tuple(row)

@@ -47,6 +47,15 @@ organizations = sa.Table(
     sa.Column("created_at", Now, nullable=False),
     # Request logging is on for this organization until then (set by an operator; NULL: off).
     sa.Column("request_logging_until", Now, nullable=True),
+    # Usage tier (tiers/): `tier` is the automatic one (raised by payments and age, never
+    # lowered); `tier_override`, set by an operator (or the operator CLI: unlimited), wins.
+    sa.Column("tier", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("tier_override", sa.Integer, nullable=True),
+    # The price group (price_groups.name); NULL: "default".
+    sa.Column("price_group", sa.String(40), nullable=True),
+    # Deactivated by an operator: /v1 answers 401 account_deactivated until reactivated.
+    sa.Column("deactivated_at", Now, nullable=True),
+    sa.Column("deactivated_reason", sa.String(500), nullable=True),
 )
 
 # `organization_id` is the user's personal organization; memberships list every organization a
@@ -66,6 +75,9 @@ users = sa.Table(
     sa.Column("phone_masked", sa.String(32), nullable=True),
     sa.Column("phone_verified_at", Now, nullable=True),
     sa.Column("locale", sa.String(16), nullable=True),
+    # Deactivated by an operator: no sign-in, and the keys they created answer 401.
+    sa.Column("deactivated_at", Now, nullable=True),
+    sa.Column("deactivated_reason", sa.String(500), nullable=True),
 )
 
 memberships = sa.Table(
@@ -332,6 +344,9 @@ api_keys = sa.Table(
     sa.Column("spend_limit_nano", Money, nullable=True),
     sa.Column("spend_limit_period", sa.String(8), nullable=True),
     sa.Column("last_used_at", Now, nullable=True),
+    # Per-key rate limits below the organization's tier (NULL: the tier's per-key default).
+    sa.Column("rpm_limit", sa.Integer, nullable=True),
+    sa.Column("tpm_limit", sa.BigInteger, nullable=True),
     sa.CheckConstraint("kind IN ('project', 'admin', 'service')", name="kind"),
     sa.CheckConstraint("permissions IN ('all', 'restricted', 'read_only')", name="permissions"),
     sa.CheckConstraint("spend_limit_nano IS NULL OR (spend_limit_nano > 0 AND "
@@ -351,6 +366,11 @@ models = sa.Table(
     sa.Column("owned_by", sa.String(120), nullable=False),
     sa.Column("created_at", Now, nullable=False),
     sa.Column("updated_at", Now, nullable=False),
+    # public: listed and callable; hidden: callable by name, not listed in /v1/models.
+    sa.Column("visibility", sa.String(16), nullable=False, server_default="public"),
+    sa.Column("context_window", sa.Integer, nullable=True),  # tokens, prompt + output
+    sa.Column("min_tier", sa.Integer, nullable=False, server_default="0"),
+    sa.CheckConstraint("visibility IN ('public', 'hidden')", name="visibility"),
     sa.CheckConstraint("input_nano_per_1m >= 0 AND cached_input_nano_per_1m >= 0 "
                        "AND output_nano_per_1m >= 0", name="prices"),
     sa.CheckConstraint("default_max_tokens >= 1 AND max_output_tokens >= default_max_tokens",
@@ -368,6 +388,11 @@ upstreams = sa.Table(
     sa.Column("read_timeout_ms", sa.Integer, nullable=False),
     sa.Column("enabled", sa.Boolean, nullable=False),
     sa.Column("created_at", Now, nullable=False),
+    # Routing: the lowest priority number is tried first; within a priority, by weight.
+    sa.Column("priority", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("weight", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("updated_at", Now, nullable=True),  # any change (the catalog's fingerprint)
+    sa.CheckConstraint("weight >= 1", name="weight"),
 )
 
 upstream_models = sa.Table(
@@ -377,6 +402,82 @@ upstream_models = sa.Table(
     sa.Column("model_id", sa.String(200), sa.ForeignKey("models.id", ondelete="CASCADE"),
               primary_key=True),
     sa.Column("upstream_model", sa.String(200), nullable=False),
+)
+
+# Another public name for a model (e.g. "gpt-4o" for "gpt-4o-2024-08-06").
+model_aliases = sa.Table(
+    "model_aliases", metadata,
+    sa.Column("alias", sa.String(200), primary_key=True),
+    sa.Column("model_id", sa.String(200), sa.ForeignKey("models.id", ondelete="CASCADE"),
+              nullable=False, index=True),
+    sa.Column("created_at", Now, nullable=False),
+)
+
+# Price groups: an organization in a group pays the model's prices times the group's multiplier
+# (parts per million: 1_000_000 = x1), or the model's own multiplier for the group when set.
+price_groups = sa.Table(
+    "price_groups", metadata,
+    sa.Column("name", sa.String(40), primary_key=True),
+    sa.Column("multiplier_ppm", sa.BigInteger, nullable=False),
+    sa.Column("description", sa.String(300), nullable=True),
+    sa.Column("updated_at", Now, nullable=False),
+    sa.CheckConstraint("multiplier_ppm >= 0", name="multiplier"),
+)
+
+model_group_multipliers = sa.Table(
+    "model_group_multipliers", metadata,
+    sa.Column("model_id", sa.String(200), sa.ForeignKey("models.id", ondelete="CASCADE"),
+              primary_key=True),
+    sa.Column("group_name", sa.String(40), sa.ForeignKey("price_groups.name", ondelete="CASCADE"),
+              primary_key=True),
+    sa.Column("multiplier_ppm", sa.BigInteger, nullable=False),
+    sa.CheckConstraint("multiplier_ppm >= 0", name="multiplier"),
+)
+
+# Each server process's figures per upstream (written every few seconds): the console sums them.
+upstream_stats = sa.Table(
+    "upstream_stats", metadata,
+    sa.Column("instance_id", sa.String(40), primary_key=True),
+    sa.Column("upstream_id", sa.Integer, sa.ForeignKey("upstreams.id", ondelete="CASCADE"),
+              primary_key=True),
+    sa.Column("requests", sa.BigInteger, nullable=False),
+    sa.Column("failures", sa.BigInteger, nullable=False),
+    sa.Column("failovers", sa.BigInteger, nullable=False),
+    sa.Column("latency_ms_sum", sa.BigInteger, nullable=False),
+    sa.Column("latency_count", sa.BigInteger, nullable=False),
+    sa.Column("breaker_state", sa.String(12), nullable=False),  # closed | open | half_open
+    sa.Column("breaker_open_until", Now, nullable=True),
+    sa.Column("last_error", sa.String(300), nullable=True),
+    sa.Column("last_error_at", Now, nullable=True),
+    sa.Column("health_ok", sa.Boolean, nullable=True),
+    sa.Column("health_checked_at", Now, nullable=True),
+    sa.Column("updated_at", Now, nullable=False),
+)
+
+# Usage tiers like OpenAI's: an organization reaches a tier once it has paid `min_paid_nano` in
+# total and is `min_age_days` old (NULL min_paid: set by an operator only). NULL limits: none.
+usage_tiers = sa.Table(
+    "usage_tiers", metadata,
+    sa.Column("tier", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(40), nullable=False),
+    sa.Column("min_paid_nano", Money, nullable=True),
+    sa.Column("min_age_days", sa.Integer, nullable=False),
+    sa.Column("rpm", sa.Integer, nullable=True),
+    sa.Column("tpm", sa.BigInteger, nullable=True),
+    sa.Column("key_rpm", sa.Integer, nullable=True),
+    sa.Column("key_tpm", sa.BigInteger, nullable=True),
+    sa.Column("updated_at", Now, nullable=False),
+)
+
+# Notes operators (support included) leave on a user or an organization; append-only.
+support_notes = sa.Table(
+    "support_notes", metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("target", sa.String(200), nullable=False, index=True),  # user:ID | org:ID
+    sa.Column("organization_id", sa.String(40), nullable=True, index=True),
+    sa.Column("operator_id", sa.String(40), sa.ForeignKey("operators.id"), nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("created_at", Now, nullable=False),
 )
 
 # --- Payments and billing ---------------------------------------------------------------------

@@ -22,6 +22,7 @@ from faregate.gateway.asgi_io import (
     send_error,
     send_json,
 )
+from faregate.gateway.model_list import listed_models, one_model
 from faregate.gateway.parse import PARSERS, decode_body
 from faregate.gateway.prepare import prepare
 from faregate.gateway.relay import Exchange, relay_once, relay_stream
@@ -91,7 +92,7 @@ class GatewayApp:
         _check_scope(principal, endpoint or ("requests" if path.startswith("/v1/faregate/")
                                              else "models"))
         if endpoint is None:
-            await self._get(path, principal.organization_id, send, headers)
+            await self._get(path, principal, send, headers)
             return
         if principal.log_requests or gw.log_all_requests:  # off: the only cost of logging
             await self._logged(endpoint, receive, send, rid, headers, principal)
@@ -138,8 +139,9 @@ class GatewayApp:
         finally:
             writer.submit(capture.finish())
 
-    async def _get(self, path: str, org_id: str, send: Send,
+    async def _get(self, path: str, principal: Principal, send: Send,
                    headers: list[tuple[bytes, bytes]]) -> None:
+        org_id = principal.organization_id
         if path.startswith("/v1/faregate/requests/"):
             if path.endswith("/log"):
                 await self._log(path[len("/v1/faregate/requests/"):-len("/log")], org_id, send,
@@ -151,20 +153,12 @@ class GatewayApp:
             await send_json(send, 200, record, headers)
             return
         snapshot = self.state.catalog.snapshot
-        listed = [
-            {"id": m.id, "object": "model", "created": int(m.created_at.timestamp()),
-             "owned_by": m.owned_by}
-            for m in snapshot.models.values() if m.id in snapshot.routes]
         if path == "/v1/models":
-            await send_json(send, 200, {"object": "list", "data": listed}, headers)
+            await send_json(send, 200, {"object": "list",
+                                        "data": listed_models(snapshot, principal)}, headers)
             return
-        wanted = path[len("/v1/models/"):]
-        for item in listed:
-            if item["id"] == wanted:
-                await send_json(send, 200, item, headers)
-                return
-        raise NotFound(f"The model `{wanted}` does not exist or you do not have access to it.",
-                       param="model", code="model_not_found")
+        await send_json(send, 200, one_model(snapshot, principal, path[len("/v1/models/"):]),
+                        headers)
 
     async def _log(self, rid: str, org_id: str, send: Send,
                    headers: list[tuple[bytes, bytes]]) -> None:

@@ -27,10 +27,22 @@ class Prepared:
     call: Call
     model: ModelInfo
     price: Price
-    route: Route
+    route: Route  # the upstream being tried (the relay moves it on failover)
     reservation: Reservation
-    upstream_body: bytes
+    upstream_body: bytes  # for `route`
     lowered_to: int | None  # the output limit, when lowered to what the balance covers
+    routes: list[Route]  # every candidate, lowest priority number first
+    raw_body: bytes
+    body_changed: bool
+
+    def use(self, route: Route) -> None:
+        """Send the call to `route` instead (failover): its own name for the model."""
+        self.route = route
+        if not self.body_changed and route.upstream_model == self.call.model:
+            self.upstream_body = self.raw_body
+            return
+        self.call.body["model"] = route.upstream_model
+        self.upstream_body = orjson.dumps(self.call.body)
 
 
 def find_model(gw: GatewayState, call: Call) -> tuple[ModelInfo, list[Route]]:
@@ -139,8 +151,7 @@ async def prepare(gw: GatewayState, call: Call, principal: Principal,
         body["stream_options"] = {**(options if isinstance(options, dict) else {}),
                                   "include_usage": True}
     route = routes[0]
-    if route.upstream_model != call.model:
-        body["model"] = route.upstream_model
-        changed = True
-    upstream_body = orjson.dumps(body) if changed else raw_body
-    return Prepared(call, model, price, route, res, upstream_body, lowered)
+    prep = Prepared(call, model, price, route, res, raw_body, lowered, routes, raw_body, changed)
+    if changed or route.upstream_model != call.model:
+        prep.use(route)
+    return prep

@@ -71,7 +71,9 @@ def create_account(conn: sa.Connection, *, email: str, password_hash: str, name:
     if email_taken(conn, email):
         raise Refused(EMAIL_TAKEN, param="email", code="email_taken")
     org_name = f"{name}'s organization" if name else None
-    user = create_user(conn, email, password_hash=password_hash, organization_name=org_name)
+    # Signed-up organizations start on the free tier and move up as they pay (tiers/).
+    user = create_user(conn, email, password_hash=password_hash, organization_name=org_name,
+                       tier_override=None)
     if previous_session_id is not None:
         sessions.revoke(conn, previous_session_id)
     session_id, token = sessions.create_session(

@@ -16,6 +16,7 @@ from faregate.identity.names import MAX_NAME_CHARS
 from faregate.identity.projects import DEFAULT_PROJECT_NAME, add_project
 from faregate.kit.ids import new_id
 from faregate.ledger.accounts import open_org_account
+from faregate.tiers import UNLIMITED_TIER
 
 MAX_EMAIL_CHARS = 320
 
@@ -52,7 +53,8 @@ def lookup_email(email: str) -> str:
 
 
 def create_user(conn: sa.Connection, email: str, *, password_hash: str | None = None,
-                organization_name: str | None = None, email_verified: bool = False) -> User:
+                organization_name: str | None = None, email_verified: bool = False,
+                tier_override: int | None = UNLIMITED_TIER) -> User:
     """A user, their personal organization (with its credit account and default project) and
     their owner membership of it. Without a password hash the user signs in after a reset."""
     email = normalize_email(email)
@@ -61,7 +63,8 @@ def create_user(conn: sa.Connection, email: str, *, password_hash: str | None = 
     now = dt.datetime.now(dt.UTC)
     org_id = new_id("org")
     org_name = (organization_name or f"Personal ({email})")[:MAX_NAME_CHARS]
-    conn.execute(organizations.insert().values(id=org_id, name=org_name, created_at=now))
+    conn.execute(organizations.insert().values(id=org_id, name=org_name, created_at=now,
+                                               tier_override=tier_override))
     open_org_account(conn, org_id)
     add_project(conn, org_id, DEFAULT_PROJECT_NAME, is_default=True)
     user_id = new_id("user")

@@ -1,0 +1,1 @@
+"""What operators do to users and organizations: find, inspect, grant, refund, deactivate."""
