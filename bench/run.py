@@ -38,6 +38,7 @@ ROOT = BENCH_DIR.parent
 WORK_DIR = BENCH_DIR / ".work"
 RESULTS_DIR = BENCH_DIR / "results"
 PY = sys.executable
+BENCH_TIER = 5  # the usage tier --rate-limits puts bench organizations on
 FAREGATE_BIN = ROOT / ".venv" / "bin" / "faregate"
 LITELLM_VENV = WORK_DIR / "litellm-venv"
 WRK_SCRIPT = BENCH_DIR / "wrk_post.lua"
@@ -558,6 +559,8 @@ class Bench:
             cli_json("users", "create", email, "--json")
             cli_json("credits", "grant", email, str(self.args.credits), "--reason", "bench",
                      "--json")
+            if self.args.rate_limits:  # a tier with limits: the limiter runs on every call
+                cli_json("orgs", "set-tier", email, str(BENCH_TIER), "--json")
             key = cli_json("keys", "create", email, "--json")
             return str(key["key"])
 
@@ -570,6 +573,10 @@ class Bench:
                 cli_json("upstreams", "add", "bench", "--base-url",
                          self.upstream_origin + "/v1", "--models", MODEL, "--json")
                 cli("models", "set-price", MODEL, "--input", "0.15", "--output", "0.6")
+                if self.args.rate_limits:  # limits far above what the bench can reach
+                    cli_json("tiers", "set", str(BENCH_TIER), "--rpm", "1000000000",
+                             "--tpm", "1000000000000", "--key-rpm", "500000000",
+                             "--key-tpm", "500000000000", "--json")
                 one_key = make_user(0)
                 many = self.args.many_keys
                 many_keys: list[str] = []
@@ -1100,6 +1107,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--faregate-log-level", default="warning",
                    help="FAREGATE_LOG_LEVEL for the server (default warning)")
     p.add_argument("--no-pin", dest="pin", action="store_false", help="disable taskset pinning")
+    p.add_argument("--rate-limits", action="store_true",
+                   help="put the bench organizations on a usage tier with (unreachable) RPM/TPM "
+                        "limits, so every call goes through the rate limiter (org and key "
+                        "buckets; in Redis when FAREGATE_REDIS_URL is set, else in memory)")
     p.add_argument("--desc", help="short description for the results file name")
     p.add_argument("--litellm-install-timeout", type=float, default=900)
     args = p.parse_args(argv)

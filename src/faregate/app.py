@@ -5,19 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import html
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from faregate.api.app import create_web
 from faregate.api.context import ApiContext
+from faregate.api.deps import get_ctx, optional_session
 from faregate.catalog.devmodels import ensure_dev_models
 from faregate.config import Settings, get_settings
+from faregate.dashboard.pages import mount_dashboard
 from faregate.db.engine import BACKGROUND_CHECKPOINT_S, checkpoint_sqlite, create_engine, ping
 from faregate.db.runner import Database
 from faregate.devmodel.app import create_devmodel_app
@@ -26,42 +27,27 @@ from faregate.gateway.asgi_io import Receive, Scope, Send
 from faregate.gateway.auth import KeyAuthenticator
 from faregate.gateway.catalog_cache import CatalogCache
 from faregate.gateway.limits import LimitAccounts
+from faregate.gateway.metrics_asgi import RequestMetrics
+from faregate.gateway.ratelimit import RateLimits, TierCache, limiter_from
+from faregate.gateway.readiness import Readiness, metrics_allowed
 from faregate.gateway.request_log import RequestLogWriter
 from faregate.gateway.state import GatewayState
+from faregate.gateway.upstream_watch import UpstreamWatch
+from faregate.identity.sessions import SessionUser
 from faregate.kit.crypto import Cipher
+from faregate.kit.metrics import CONTENT_TYPE, OPEN_HOLDS, render
 from faregate.ledger.leasing import CreditManager
 from faregate.notify.from_settings import email_sender
 from faregate.payments.factory import processor_from
 from faregate.payments.sandbox.asgi import sandbox_router
 from faregate.phone.sms import SmsSender, sms_sender_from
 from faregate.upstream.client import create_session
+from faregate.upstream.stats import UpstreamBoard
 from faregate.usage.request_logs import sealer_for
 from faregate.worker.jobs import run_jobs
 from faregate.worker.registry import all_jobs
 
 log = logging.getLogger("faregate")
-
-# Until the dashboard exists, the front page says how to use the API.
-_INDEX = """<!doctype html><html lang="en"><meta charset="utf-8"><title>Faregate</title>
-<style>body{font:16px/1.5 system-ui,sans-serif;max-width:46rem;margin:3rem auto;padding:0 1rem}
-code,pre{background:#f3f3f3;border-radius:4px;padding:.1rem .3rem}pre{padding:1rem}</style>
-<h1>Faregate is running</h1>
-<p>An OpenAI-compatible API with prepaid billing. Its base URL is <code>{base}</code>.</p>
-<p>Sign up, verify your email and phone, and create a key through the JSON API: see
-<a href="/docs">/docs</a> (with the embedded defaults, the email link and the SMS code are
-written to <code>var/outbox/</code>). Or, as the operator, make a user, give them credit and a
-key (printed once):</p>
-<pre>.venv/bin/faregate users create you@example.com
-.venv/bin/faregate credits grant you@example.com 5 --reason "first credit"
-.venv/bin/faregate keys create you@example.com</pre>
-<p>Then call it with the official SDK:</p>
-<pre>from openai import OpenAI
-client = OpenAI(base_url="{base}", api_key="sk-fg-...")
-print(client.chat.completions.create(
-    model="faregate-dev", messages=[{"role": "user", "content": "Hello!"}]))</pre>
-<p>Health: <a href="/healthz">/healthz</a>. Models: <code>GET {base}/models</code>.</p>
-</html>"""
-
 
 def builtin_base_url(settings: Settings) -> str:
     host = settings.host
@@ -70,6 +56,11 @@ def builtin_base_url(settings: Settings) -> str:
     if ":" in host:
         host = f"[{host}]"
     return f"http://{host}:{settings.port}/_dev/v1"
+
+
+async def _signed_in(request: Request) -> SessionUser | None:
+    """Who is signed in, for the dashboard's pages (the /api session cookie)."""
+    return await optional_session(request, get_ctx(request))
 
 
 async def _every(interval_s: float, fn: Any, what: str) -> None:
@@ -87,12 +78,15 @@ class FaregateApp:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.state: GatewayState | None = None
-        self.gateway: GatewayApp | None = None
+        self.gateway: RequestMetrics | None = None  # the /v1 app, wrapped to count requests
+        self.readiness = Readiness()
         self.devmodel = create_devmodel_app(settings.dev_model_token_latency_ms)
         pages = APIRouter(include_in_schema=False)
-        pages.add_api_route("/", self.index, methods=["GET"])
         pages.add_api_route("/healthz", self.healthz, methods=["GET"])
+        pages.add_api_route("/readyz", self.readyz, methods=["GET"])
+        pages.add_api_route("/metrics", self.metrics, methods=["GET"])
         self.web = create_web(self.lifespan, [pages])
+        mount_dashboard(self.web, settings, _signed_in)  # the web pages, "/" included
         self.web.state.sandbox_mounted = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -107,18 +101,24 @@ class FaregateApp:
                 return
         await self.web(scope, receive, send)
 
-    async def index(self, request: Request) -> HTMLResponse:
-        base = f"{request.base_url}v1"
-        return HTMLResponse(_INDEX.replace("{base}", html.escape(base)))
-
     async def healthz(self, request: Request) -> JSONResponse:
+        """Liveness: the process is up and started (readiness is /readyz)."""
         if self.state is None:
             return JSONResponse({"status": "starting"}, status_code=503)
-        try:
-            await self.state.db.run(lambda conn: conn.exec_driver_sql("SELECT 1"))
-        except Exception:
-            return JSONResponse({"status": "database unreachable"}, status_code=503)
         return JSONResponse({"status": "ok"})
+
+    async def readyz(self, request: Request) -> JSONResponse:
+        ready, checks = await self.readiness.check(self.state)
+        return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks},
+                            status_code=200 if ready else 503)
+
+    async def metrics(self, request: Request) -> Response:
+        if not metrics_allowed(request.scope, self.settings):
+            return JSONResponse({"error": "metrics are readable from allowed addresses or "
+                                          "with FAREGATE_METRICS_TOKEN"}, status_code=403)
+        if self.state is not None:
+            OPEN_HOLDS.set(self.state.credits.running)
+        return Response(render(), media_type=CONTENT_TYPE)
 
     @contextlib.asynccontextmanager
     async def lifespan(self, _app: FastAPI) -> AsyncIterator[None]:
@@ -139,8 +139,14 @@ class FaregateApp:
         self.state = GatewayState(s, db, credits, session, auth, catalog,
                                   LimitAccounts(db, credits),
                                   tuple(s.trusted_proxies), request_log,
-                                  log_all_requests=s.request_log == "all")
-        self.gateway = GatewayApp(self.state)
+                                  log_all_requests=s.request_log == "all",
+                                  upstreams=UpstreamBoard(
+                                      threshold=s.upstream_breaker_failures,
+                                      cooldown_s=s.upstream_breaker_cooldown_s))
+        self.gateway = RequestMetrics(GatewayApp(self.state), access_log=s.access_log)
+        tiers = TierCache(db)
+        await tiers.reload()
+        rates = self.state.rates = RateLimits(limiter_from(s.redis_url), tiers)
         payments = processor_from(s, db)
         if payments.name == "sandbox" and not self.web.state.sandbox_mounted:
             self.web.include_router(
@@ -157,7 +163,14 @@ class FaregateApp:
                                      name="lease-maintenance"),
                  asyncio.create_task(_every(5.0, auth.flush_last_used, "key last-used"),
                                      name="key-last-used"),
-                 asyncio.create_task(request_log.run(), name="request-log-writer")]
+                 asyncio.create_task(request_log.run(), name="request-log-writer"),
+                 asyncio.create_task(tiers.run(), name="usage-tiers-reload")]
+        watch = UpstreamWatch(self.state.upstreams, db, catalog, session,
+                              flush_s=s.upstream_stats_flush_s,
+                              health_interval_s=s.upstream_health_interval_s,
+                              health_timeout_s=s.upstream_health_timeout_s)
+        tasks += [asyncio.create_task(watch.run_flush(), name="upstream-figures"),
+                  asyncio.create_task(watch.run_health(), name="upstream-health")]
         if s.is_sqlite:
             def checkpoint() -> Any:
                 return asyncio.to_thread(checkpoint_sqlite, engine)
@@ -177,6 +190,7 @@ class FaregateApp:
             await asyncio.gather(*tasks, return_exceptions=True)
             await credits.close()  # commit pending settlements, return every lease
             await request_log.close()  # write the request logs still queued
+            await rates.limiter.close()
             await auth.flush_last_used()
             await payments.aclose()
             await session.close()

@@ -43,6 +43,13 @@ class Settings(BaseSettings):
     database_url: str = ""
     workers: int = Field(default=1, ge=1, le=64)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # Logs: "text" for people, "json" for log collectors (one object per line; docs/operations.md).
+    log_format: Literal["text", "json"] = "text"
+    # One log line per /v1 request (logger faregate.access), with its request id.
+    access_log: bool = False
+    # GET /metrics answers clients in these networks, or anyone with this bearer token.
+    metrics_allow: list[str] = Field(default_factory=lambda: ["127.0.0.0/8", "::1"])
+    metrics_token: SecretStr | None = None
     config_file: Path | None = None
     redis_url: str = ""
 
@@ -62,6 +69,12 @@ class Settings(BaseSettings):
     key_cache_ttl_s: float = Field(default=2.0, ge=0, le=2.0)
     upstream_connect_timeout_s: float = Field(default=10.0, gt=0)
     upstream_read_timeout_s: float = Field(default=600.0, gt=0)
+    # Upstream failover (docs/operators.md, "Upstreams"): breaker, health checks, figures.
+    upstream_breaker_failures: int = Field(default=5, ge=1, le=1000)
+    upstream_breaker_cooldown_s: float = Field(default=30.0, ge=0.1, le=3600)
+    upstream_health_interval_s: float = Field(default=30.0, ge=0)  # 0: no health checks
+    upstream_health_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    upstream_stats_flush_s: float = Field(default=5.0, ge=0.1, le=300)
     max_request_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     auth_failures_per_minute: int = Field(default=60, ge=1)
 
@@ -226,7 +239,7 @@ class Settings(BaseSettings):
 
     def public_dict(self) -> dict[str, Any]:
         return self.model_dump(exclude={"session_secret", "key_pepper", "encryption_key",
-                                        "smtp_password", "twilio_auth_token",
+                                        "smtp_password", "twilio_auth_token", "metrics_token",
                                         "stripe_secret_key", "stripe_webhook_secret"})
 
 

@@ -7,8 +7,10 @@ from pathlib import Path
 from ._support import Cli
 
 MODEL_FIELDS = {"id", "kind", "input_usd_per_1m", "cached_input_usd_per_1m",
-                "output_usd_per_1m", "default_max_tokens", "max_output_tokens", "enabled"}
-UPSTREAM_FIELDS = {"id", "name", "base_url", "models", "api_key_env", "has_stored_key"}
+                "output_usd_per_1m", "default_max_tokens", "max_output_tokens", "enabled",
+                "visibility", "min_tier", "context_window"}
+UPSTREAM_FIELDS = {"id", "name", "base_url", "models", "api_key_env", "has_stored_key",
+                   "priority", "weight", "enabled", "connect_timeout_s", "read_timeout_s"}
 
 
 def test_upstream_with_stdin_key_is_stored_encrypted(fresh_cli: Cli, tmp_path: Path) -> None:

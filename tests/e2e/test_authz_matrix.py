@@ -53,7 +53,7 @@ OWNER_ONLY = {
 MEMBER_READS = {
     ("GET", "/api/orgs/{org_id}/usage/series"), ("GET", "/api/orgs/{org_id}/usage/summary"),
     ("GET", "/api/orgs/{org_id}/usage/export.csv"), ("GET", "/api/orgs/{org_id}/usage/recent"),
-    ("GET", "/api/orgs/{org_id}/usage/live"),
+    ("GET", "/api/orgs/{org_id}/usage/live"), ("GET", "/api/orgs/{org_id}/usage/tier"),
 }
 STREAMS = {("GET", "/api/orgs/{org_id}/usage/live")}
 # A valid body for each endpoint that takes one (the request must pass validation, so that
@@ -94,6 +94,8 @@ ADMIN_PUBLIC = {("GET", "/admin/api/auth/csrf"), ("POST", "/admin/api/auth/signi
 OPERATOR_SELF = {("GET", "/admin/api/me"), ("POST", "/admin/api/me/password")}
 # Reads that support may not make either.
 ADMIN_ONLY_READS = {("GET", "/admin/api/operators")}
+# The one change support may make: a note (sent with a real target: the body below names none).
+SUPPORT_WRITES = {("POST", "/admin/api/notes")}
 ADMIN_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/admin/api/auth/signin"): {"email": "x@example.com", "password": PASSWORD,
                                          "totp_code": "000000"},
@@ -102,6 +104,31 @@ ADMIN_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/admin/api/operators"): {"email": "spy@example.com", "role": "admin",
                                        "password": PASSWORD},
     ("PATCH", "/admin/api/operators/{operator_id}"): {"role": "admin"},
+    ("POST", "/admin/api/upstreams"): {"name": "rogue", "base_url": "http://127.0.0.1:9/v1",
+                                       "models": {"faregate-dev": "faregate-dev"}},
+    ("PATCH", "/admin/api/upstreams/{upstream_id}"): {"enabled": False},
+    ("POST", "/admin/api/upstreams/{upstream_id}/models"): {"model": "hijacked"},
+    # users and organizations (console)
+    ("POST", "/admin/api/organizations/{org_id}/grant"): {"amount_usd": "100", "reason": "x"},
+    ("POST", "/admin/api/organizations/{org_id}/adjust"): {"amount_usd": "100", "reason": "x"},
+    ("POST", "/admin/api/organizations/{org_id}/refund"): {
+        "payment_id": "pi_x", "reason": "x", "idempotency_key": "x"},
+    ("POST", "/admin/api/organizations/{org_id}/deactivate"): {"reason": "x"},
+    ("POST", "/admin/api/organizations/{org_id}/reactivate"): {"reason": "x"},
+    ("POST", "/admin/api/users/{user_id}/deactivate"): {"reason": "x"},
+    ("POST", "/admin/api/users/{user_id}/reactivate"): {"reason": "x"},
+    ("POST", "/admin/api/users/{user_id}/reset-phone"): {"reason": "x"},
+    ("POST", "/admin/api/codes"): {"amount_usd": "100"},
+    ("POST", "/admin/api/notes"): {"target": "org:org_x", "body": "x"},
+    ("POST", "/admin/api/models"): {"id": "hijacked"},
+    ("PATCH", "/admin/api/models/{model_id}"): {"input_usd_per_1m": "0"},
+    ("POST", "/admin/api/models/{model_id}/aliases"): {"alias": "hijacked"},
+    ("PUT", "/admin/api/models/{model_id}/multipliers/{group}"): {"multiplier": "0"},
+    ("PUT", "/admin/api/price-groups/{group}"): {"multiplier": "0"},
+    ("PUT", "/admin/api/price-groups/{group}/organizations/{org_id}"): {},
+    ("PUT", "/admin/api/tiers/{tier}"): {"rpm": 1},
+    ("PUT", "/admin/api/organizations/{org_id}/tier"): {"tier": 100},
+    ("PUT", "/admin/api/keys/{key_id}/rate-limits"): {"rpm": 1, "tpm": 1},
 }
 
 
@@ -261,7 +288,11 @@ def test_operator_console_matrix(sqlite_dep: Deployment) -> None:
                       and op not in {("POST", "/admin/api/auth/signout"),
                                      ("POST", "/admin/api/operators/{operator_id}/reset-totp")}]
     assert missing_bodies == [], "give every new endpoint that takes a body a valid sample"
-    ids = {"operator_id": target.id}
+    ids = {"operator_id": target.id, "tier": "1", "org_id": "org_x", "key_id": "key_x"}
+    ids = {"model_id": "faregate-dev", "alias": "x", "group": "default", **ids}  # catalog
+    ids = {"upstream_id": "1", **ids}  # upstreams
+    [person] = dep.query("SELECT id, organization_id FROM users")  # console: a real one
+    ids = {**ids, "org_id": person.organization_id, "user_id": person.id}
     for method, template in ops:
         path = template.format(**ids)
         body = ADMIN_BODIES.get((method, template))
@@ -276,11 +307,17 @@ def test_operator_console_matrix(sqlite_dep: Deployment) -> None:
         r = support.request(method, path, body)
         if method == "GET" and (method, template) not in ADMIN_ONLY_READS:
             assert r.status_code == 200, (method, template, r.status_code, r.text)
+        elif (method, template) in SUPPORT_WRITES:
+            r = support.request(method, path, {**(body or {}), "target": f"org:{ids['org_id']}"})
+            assert r.status_code == 201, (method, template, r.status_code, r.text)
         else:
             assert r.status_code == 403, (method, template, r.status_code, r.text)
             assert r.json()["error"]["code"] == "admin_required"
 
     # Nothing was changed by any refused request.
+    seen = admin.get(f"/admin/api/organizations/{ids['org_id']}").json()
+    assert seen["deactivated"] is None and seen["balance"]["balance"]["usd"] == "0"
+    assert len(seen["notes"]) == 1  # support's note, the one change support may make
     listed = {o["email"]: o for o in admin.get("/admin/api/operators").json()["data"]}
     assert set(listed) == {"root@example.com", "help@example.com", "target@example.com"}
     assert listed["target@example.com"]["role"] == "support"

@@ -33,6 +33,7 @@ from faregate.catalog.service import ModelPrice
 from faregate.identity.projects import Project, get_default_project, update_project
 from faregate.identity.users import User
 from faregate.ledger.transfers import grant
+from faregate.tiers.service import set_override
 from tests.e2e.api_client import ApiClient, invited_member, verified_owner
 from tests.harness import Deployment
 
@@ -186,6 +187,7 @@ def test_budget_and_low_balance_emails_by_smtp(sqlite_dep: Deployment,
     user = User(me["id"], me["email"], org)
     with dep.engine.begin() as conn:
         grant(conn, org, 100, actor="test", reason="test")
+        set_override(conn, org, 100)  # Unlimited: these many calls are not about RPM
     _, key = dep.new_key(user)
     project = web.get(f"/api/orgs/{org}/projects").json()["data"][0]["id"]
     r = web.patch(f"/api/orgs/{org}/projects/{project}",

@@ -15,6 +15,7 @@ import orjson
 from faregate.kit.money import nano_to_usd
 from faregate.ledger.transfers import grant
 from faregate.pricing.cost import Price, cost, output_bound
+from faregate.tiers.service import set_override
 from tests.e2e.api_client import ApiClient, invited_member, verified_owner, verified_user
 from tests.harness import Deployment
 
@@ -75,6 +76,7 @@ def test_changing_a_keys_limit(any_dep: Deployment) -> None:
     owner, org = verified_owner(dep, base)
     with dep.engine.begin() as conn:
         grant(conn, org, 10 * 10**9, actor="test", reason="test")
+        set_override(conn, org, 100)  # Unlimited: these many calls are not about RPM
     made = owner.post(f"/api/orgs/{org}/keys", {"name": "capped", "spend_limit_usd": "0.0002",
                                                 "spend_limit_period": "day"})
     assert made.status_code == 201, made.text

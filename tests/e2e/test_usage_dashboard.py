@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from faregate.catalog.service import ModelPrice
 from faregate.db.schema import usage_records
 from faregate.ledger.transfers import grant
+from faregate.tiers.service import set_override
 from tests.e2e.api_client import ApiClient, last_link_token
 from tests.e2e.api_client import verified_user as _verified
 from tests.e2e.sse_client import SseStream
@@ -84,6 +85,7 @@ def _org(dep: Deployment, email: str = "owner@example.com", *, flaky: bool = Fal
     org_id = owner.get("/api/me").json()["personal_organization_id"]
     with dep.engine.begin() as conn:
         grant(conn, org_id, 5 * ONE_DOLLAR, actor="test", reason="test")
+        set_override(conn, org_id, 100)  # Unlimited: these many calls are not about RPM
     default = owner.get(f"/api/orgs/{org_id}/projects").json()["data"][0]["id"]
     project = owner.post(f"/api/orgs/{org_id}/projects", {"name": "Research"}).json()["id"]
     org = Org(dep, server, owner, org_id, default, project)

@@ -25,6 +25,7 @@ from faregate.api import (
     phone_routes,
     projects_routes,
     receipts_routes,
+    tier_routes,
     usage_routes,
     webhook_routes,
 )
@@ -102,6 +103,7 @@ def create_web(lifespan: Callable[[Any], AbstractAsyncContextManager[None]],
     api.include_router(billing_routes.router, tags=["billing"])
     api.include_router(receipts_routes.router, tags=["billing"])
     api.include_router(usage_routes.router, tags=["usage"])
+    api.include_router(tier_routes.router, tags=["organizations"])
     app.include_router(api)
     app.include_router(admin_api.router())
     app.include_router(webhook_routes.router)

@@ -88,6 +88,9 @@ class OrgDetailOut(BaseModel):
     available: MoneyOut = Field(description="The balance less what requests in flight hold.")
     request_logging: RequestLoggingOut = Field(
         description="Whether request bodies are being logged: the dashboard shows a banner.")
+    deactivated: bool = Field(default=False, description="An operator deactivated the "
+                              "organization: its API keys answer 401 account_deactivated.")
+    deactivated_reason: str | None = None
 
     @classmethod
     def of(cls, o: OrgDetail, *, log_all: bool, retention_days: int) -> OrgDetailOut:
@@ -96,7 +99,9 @@ class OrgDetailOut(BaseModel):
             until=None if log_all else o.request_logging_until, retention_days=retention_days)
         return cls(id=o.id, name=o.name, role=o.role, personal=o.personal,
                    created_at=o.created_at, balance=MoneyOut.of(o.balance_nano),
-                   available=MoneyOut.of(o.available_nano), request_logging=logged)
+                   available=MoneyOut.of(o.available_nano), request_logging=logged,
+                   deactivated=o.deactivated_at is not None,
+                   deactivated_reason=o.deactivated_reason)
 
 
 class MemberOut(BaseModel):

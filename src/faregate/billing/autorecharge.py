@@ -13,6 +13,7 @@ from faregate.billing.methods import default_method
 from faregate.db.runner import Database
 from faregate.db.schema import accounts, billing_states, charge_attempts
 from faregate.errors import FaregateError
+from faregate.kit.metrics import AUTO_RECHARGES
 from faregate.payments.processor import PaymentProcessor
 
 log = logging.getLogger("faregate.billing")
@@ -55,16 +56,22 @@ async def run_auto_recharges(db: Database, processor: PaymentProcessor,
     outcomes = []
     for org, amount, method, previous in await db.run(due):
         if method is None:
+            AUTO_RECHARGES.labels("no_method").inc()
             continue
         # One attempt per state of the organization: workers in other processes that saw the
         # same number of attempts use the same key, and get "in progress" or the first result
         # instead of making a second charge.
         slot = f"{previous}"
         try:
-            outcomes.append(await charge_saved_card(
+            outcome = await charge_saved_card(
                 db, processor, organization_id=org, kind="auto_recharge", amount_nano=amount,
                 method_ref=method, client_key=f"auto:{slot}", user_id=None, email=None,
-                policy=policy))
+                policy=policy)
         except FaregateError as exc:
+            AUTO_RECHARGES.labels("skipped").inc()
             log.info("auto-recharge for %s skipped: %s", org, exc.message)
+            continue
+        # succeeded, failed, requires_action, pending (the processor has not answered), error
+        AUTO_RECHARGES.labels("replayed" if outcome.replayed else outcome.attempt.status).inc()
+        outcomes.append(outcome)
     return outcomes

@@ -11,14 +11,27 @@ from faregate.catalog.service import (
     list_upstreams,
     set_price,
 )
+from faregate.db.schema import models
 from faregate.kit.crypto import Cipher
 
 DEV_CHAT = "faregate-dev"
 DEV_EMBED = "faregate-dev-embed"
+# The "stronger" development model: open from usage tier 1, i.e. after the first top-up (as
+# OpenAI opens its larger models to paying organizations).
+DEV_PRO = "faregate-dev-pro"
+DEV_PRO_MIN_TIER = 1
 
 
 def ensure_dev_models(conn: sa.Connection, cipher: Cipher) -> None:
-    if any(u.base_url == BUILTIN_BASE_URL for u in list_upstreams(conn)):
+    builtin = [u for u in list_upstreams(conn) if u.base_url == BUILTIN_BASE_URL]
+    if not any(DEV_PRO in u.models or u.name == "builtin-dev-pro" for u in builtin):
+        add_upstream(conn, name="builtin-dev-pro", base_url=BUILTIN_BASE_URL,
+                     model_map={DEV_PRO: DEV_PRO}, api_key=None, api_key_env=None,
+                     cipher=cipher)
+        set_price(conn, DEV_PRO, ModelPrice(2_500_000_000, 1_250_000_000, 10_000_000_000))
+        conn.execute(models.update().where(models.c.id == DEV_PRO)
+                     .values(min_tier=DEV_PRO_MIN_TIER))
+    if builtin:
         return
     add_upstream(conn, name="builtin-dev", base_url=BUILTIN_BASE_URL,
                  model_map={DEV_CHAT: DEV_CHAT}, api_key=None, api_key_env=None, cipher=cipher)

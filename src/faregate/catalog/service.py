@@ -20,6 +20,7 @@ from faregate.db.schema import (
 from faregate.errors import InvalidRequest, NotFound, Refused
 from faregate.kit.crypto import Cipher
 from faregate.pricing.cost import Price
+from faregate.pricing.groups import DEFAULT_GROUP, group_price
 
 ModelPrice = Price
 
@@ -79,6 +80,21 @@ class CatalogSnapshot:
     # Price multipliers in parts per million: a group's, and a model's own for a group.
     group_multipliers: dict[str, int] = field(default_factory=dict)
     model_multipliers: dict[tuple[str, str], int] = field(default_factory=dict)
+    # (model id, group) -> the price that group pays: filled when loaded for every known group
+    # (and on first use for any other), so pricing a request is one dict lookup.
+    prices: dict[tuple[str, str], Price] = field(default_factory=dict)
+
+    def price_for(self, model: ModelInfo, group: str) -> Price:
+        """What an organization in `group` pays for `model` (list price times the multiplier)."""
+        found = self.prices.get((model.id, group))
+        if found is None:
+            found = self.prices[(model.id, group)] = group_price(
+                model.price, model.id, group, self.group_multipliers, self.model_multipliers)
+        return found
+
+    def resolve(self, name: str) -> str:
+        """The model id `name` stands for (itself, or the model an alias points to)."""
+        return name if name in self.models else self.aliases.get(name, name)
 
 
 DEFAULT_MAX_TOKENS = 4096
@@ -99,6 +115,13 @@ def _model(row: sa.Row[tuple[object, ...]]) -> ModelInfo:
 
 def list_models(conn: sa.Connection) -> list[ModelInfo]:
     return [_model(r) for r in conn.execute(sa.select(models).order_by(models.c.id)).all()]
+
+
+def get_model(conn: sa.Connection, model_id: str) -> ModelInfo:
+    row = conn.execute(sa.select(models).where(models.c.id == model_id)).first()
+    if row is None:
+        raise NotFound(f"no model {model_id!r}", code="model_not_found")
+    return _model(row)
 
 
 def ensure_model(conn: sa.Connection, model_id: str, *, kind: str = "chat",
@@ -217,13 +240,15 @@ def load_snapshot(conn: sa.Connection, cipher: Cipher, builtin_base_url: str) ->
     groups = {str(r.name): int(r.multiplier_ppm) for r in conn.execute(sa.select(price_groups))}
     per_model = {(str(r.model_id), str(r.group_name)): int(r.multiplier_ppm)
                  for r in conn.execute(sa.select(model_group_multipliers))}
-    return CatalogSnapshot(model_map, routes, aliases, groups, per_model)
+    prices = {(m.id, g): group_price(m.price, m.id, g, groups, per_model)
+              for m in model_map.values() for g in {DEFAULT_GROUP, *groups}}
+    return CatalogSnapshot(model_map, routes, aliases, groups, per_model, prices)
 
 
 def catalog_version(conn: sa.Connection) -> tuple[object, ...]:
     """A cheap fingerprint of the catalog: it changes whenever a model, upstream, route, alias,
-    price group or multiplier is added or changed (writers set `updated_at`), so the gateway
-    reloads only then."""
+    price group or multiplier is added or changed (writers set `updated_at`; alias and
+    per-model multiplier changes set their model's), so the gateway reloads only then."""
     row = conn.execute(sa.select(
         sa.select(sa.func.max(models.c.updated_at)).scalar_subquery(),
         sa.select(sa.func.count()).select_from(models).scalar_subquery(),

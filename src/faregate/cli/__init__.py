@@ -16,11 +16,14 @@ from faregate.cli import (
     account_cmds,
     billing_cmds,
     catalog_cmds,
+    console_cmds,
     ledger_cmds,
     operator_cmds,
     org_cmds,
+    price_group_cmds,
     request_cmds,
     run_cmds,
+    tier_cmds,
 )
 from faregate.errors import FaregateError, InvalidRequest
 from faregate.kit.money import MoneyFormatError
@@ -39,7 +42,10 @@ catalog_cmds.register(app)
 billing_cmds.register(app)
 operator_cmds.register(app)
 org_cmds.register(app)
+console_cmds.register(app)
+price_group_cmds.register(app)
 request_cmds.register(app)
+tier_cmds.register(app)
 
 
 def _fail(message: str, code: int) -> None:

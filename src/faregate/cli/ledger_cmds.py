@@ -16,11 +16,11 @@ from faregate.cli._edge import (
     parse_usd,
     transaction,
 )
+from faregate.console.actions import grant_credit
 from faregate.identity.users import get_user_by_email
 from faregate.kit.money import nano_to_usd
 from faregate.ledger.accounts import balance as account_balance
 from faregate.ledger.accounts import org_account_id
-from faregate.ledger.transfers import grant
 from faregate.ledger.verify import verify
 from faregate.usage.rollup import rollup_problems
 
@@ -40,12 +40,12 @@ def credits_grant(
     idempotency_key: IdempotencyKey = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Grant credit from the platform's grants account to a user's organization."""
+    """Grant credit from the platform's grants account to a user's organization (audited)."""
     amount_nano = parse_usd(amount_usd, "AMOUNT_USD", positive=True)
     with transaction() as conn:
         user = get_user_by_email(conn, email)
-        transfer = grant(conn, user.organization_id, amount_nano, actor=actor(), reason=reason,
-                         idempotency_key=idempotency_key)
+        transfer = grant_credit(conn, user.organization_id, amount_nano, actor=actor(),
+                                reason=reason, idempotency_key=idempotency_key).transfer
     data = {"id": transfer.id, "organization_id": user.organization_id,
             "amount_usd": nano_to_usd(transfer.amount_nano), "kind": transfer.kind,
             "reason": transfer.reason, "actor": transfer.actor,

@@ -7,6 +7,7 @@ from typing import Annotated
 import sqlalchemy as sa
 import typer
 
+from faregate.catalog.model_admin import set_org_price_group
 from faregate.cli._edge import JsonFlag, actor, emit_json, iso, settings, transaction
 from faregate.identity.users import get_user_by_email
 from faregate.usage.request_logs import MAX_DAYS, logging_until, set_logging
@@ -55,6 +56,19 @@ def request_log(
                f"(logs are kept {s.request_log_retention_days} days)")
     if s.request_log == "all":
         typer.echo("note: FAREGATE_REQUEST_LOG=all logs every organization's requests")
+
+
+@orgs_app.command("set-price-group")
+def set_price_group(
+    org: OrgArg,
+    group: Annotated[str, typer.Argument(metavar="GROUP", help='A price group ("default": '
+                                         "list prices times the default group's).")],
+) -> None:
+    """Put an organization in a price group (servers apply it within 2 seconds)."""
+    with transaction() as conn:
+        org_id = resolve_org(conn, org)
+        done = set_org_price_group(conn, org_id, group, actor=actor())
+    typer.echo(f"organization {org_id}: price group {done}")
 
 
 def register(app: typer.Typer) -> None:

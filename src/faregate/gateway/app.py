@@ -104,6 +104,8 @@ class GatewayApp:
         gw = self.state
         raw = await read_body(receive, gw.settings.max_request_body_bytes)
         call = PARSERS[endpoint](decode_body(raw))
+        if gw.rates is not None:  # RPM/TPM by usage tier and key, before anything is reserved
+            headers += await gw.rates.check(principal, call, len(raw), gw.catalog.snapshot)
         prep = await prepare(gw, call, principal, raw)
         if prep.lowered_to is not None:
             headers.append((b"x-faregate-output-limit", str(prep.lowered_to).encode()))

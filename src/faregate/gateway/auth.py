@@ -1,7 +1,9 @@
 """API key authentication with a short-lived cache.
 
 A cached entry lives at most `ttl_s` (≤ 2 s): the hard bound for a revocation to take effect on
-every process. Unknown keys are cached too, and failures are throttled per client IP."""
+every process. Unknown keys are cached too, and failures are throttled per client IP. The same
+bound holds for an operator's deactivation of the key's organization or creator (and for the
+reactivation that lifts it): the principal carries it."""
 
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ from faregate.kit.crypto import hash_api_key, looks_like_api_key
 
 _MISSING = ("You didn't provide an API key. You need to provide your API key in an "
             "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).")
+_DEACTIVATED = ("This key is associated with a deactivated account. If you feel this is an "
+                "error, contact the operator of this Faregate server.")
 _MAX_ENTRIES = 100_000
 
 
@@ -46,6 +50,10 @@ class KeyAuthenticator:
             self._record_failure(client_ip)
             raise AuthenticationFailed(f"Incorrect API key provided: {_redact(key)}. You can "
                                        "find your API key in the dashboard.")
+        if principal.deactivated is not None:
+            # OpenAI's answer for a deactivated account; not a failure to throttle: the key
+            # is right, only an operator can lift it.
+            raise AuthenticationFailed(_DEACTIVATED, code="account_deactivated")
         now = time.time()
         if principal.expires_at is not None and now >= principal.expires_at:
             expired = dt.datetime.fromtimestamp(principal.expires_at, dt.UTC)

@@ -45,14 +45,32 @@ class Prepared:
         self.upstream_body = orjson.dumps(self.call.body)
 
 
-def find_model(gw: GatewayState, call: Call) -> tuple[ModelInfo, list[Route]]:
+def _no_such_model(name: str) -> ModelNotFound:
+    return ModelNotFound(f"The model `{name}` does not exist or you do not have access to it.",
+                         param="model")
+
+
+def find_model(gw: GatewayState, call: Call, principal: Principal
+               ) -> tuple[ModelInfo, list[Route]]:
+    """The model `call` names (directly or by an alias) and its routes. A model above the
+    organization's tier is answered as OpenAI answers a model you may not use: 404, as if it
+    did not exist. The client keeps seeing the name it asked for (the relay renames the
+    upstream's name back to `call.model`); `ModelInfo.id` is the canonical id."""
     snapshot = gw.catalog.snapshot
-    model = snapshot.models.get(call.model)
-    routes = snapshot.routes.get(call.model)
-    if model is None or not routes or model.kind != _KIND_OF_ENDPOINT[call.endpoint]:
-        raise ModelNotFound(f"The model `{call.model}` does not exist or you do not have access "
-                            "to it.", param="model")
+    model_id = snapshot.resolve(call.model)
+    model = snapshot.models.get(model_id)
+    routes = snapshot.routes.get(model_id)
+    if model is None or not routes or model.kind != _KIND_OF_ENDPOINT[call.endpoint] \
+            or model.min_tier > principal.tier:
+        raise _no_such_model(call.model)
     return model, routes
+
+
+def context_length_exceeded(window: int, asked: int) -> InvalidRequest:
+    return InvalidRequest(
+        f"This model's maximum context length is {window} tokens. However, you requested "
+        f"{asked} tokens for the completion alone. Please reduce the length of the messages "
+        "or completion.", param="messages", code="context_length_exceeded")
 
 
 def _set_limit(body: dict[str, Any], call: Call, limit: int) -> None:
@@ -114,8 +132,8 @@ async def prepare(gw: GatewayState, call: Call, principal: Principal,
                   raw_body: bytes) -> Prepared:
     if principal.billing_suspended:
         raise InsufficientQuota(BILLING_NOT_ACTIVE, code="billing_not_active")
-    model, routes = find_model(gw, call)
-    price = model.price
+    model, routes = find_model(gw, call, principal)
+    price = gw.catalog.snapshot.price_for(model, principal.price_group)
     # Upper bound of the prompt, with no tokenizer on the hot path: one token per byte of the
     # request body (every token is at least one byte of the text it encodes).
     prompt_bound = len(raw_body)
@@ -129,6 +147,14 @@ async def prepare(gw: GatewayState, call: Call, principal: Principal,
                 f"most {model.max_output_tokens} completion tokens, whereas you provided "
                 f"{call.max_tokens}.", param=call.limit_field, code="invalid_value")
         limit = call.max_tokens or model.default_max_tokens
+        window = model.context_window
+        # The prompt's size is known here only as a byte count (an upper bound, not tokens),
+        # so the window refuses only a completion limit that alone exceeds it, and keeps the
+        # default limit inside it; the upstream judges prompt + completion.
+        if window is not None and limit > window:
+            if call.max_tokens is not None:
+                raise context_length_exceeded(window, call.max_tokens)
+            limit = window
         want, need = reservation(price, prompt_bound, limit, call.n, margin)
     else:
         want = need = cost(price, prompt_bound, 0, 0)

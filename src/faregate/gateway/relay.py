@@ -4,7 +4,14 @@ Rules for ends that are not clean (README, "Billing rules"):
 - the upstream fails before the first byte: no charge;
 - the client disconnects: the upstream call is cancelled at once; the prompt plus the completion
   tokens received so far are charged (status client_disconnected);
-- the upstream dies mid-stream: the same charge, and the client gets an error event."""
+- the upstream dies mid-stream: the same charge, and the client gets an error event.
+
+Failover (docs/operators.md, "Upstreams"): a model's upstreams are tried in the order
+`UpstreamBoard.order` gives (priority, then weighted random, open breakers last). A connect
+error, a timeout before the response head, HTTP 5xx or 429 moves the request to the next one;
+so does a non-streamed answer that breaks before it was read whole, as nothing has reached the
+client yet. Once a stream's head went to the client there is no failover: a break ends it with
+an error event as above. Other 4xx answers are the request's fault and are passed on."""
 
 from __future__ import annotations
 
@@ -19,7 +26,14 @@ import aiohttp
 import orjson
 
 from faregate.api_keys.service import Principal
-from faregate.errors import FaregateError, InvalidRequest, UpstreamError
+from faregate.catalog.service import Route
+from faregate.errors import (
+    FaregateError,
+    InvalidRequest,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
 from faregate.gateway.asgi_io import Receive, Send, send_bytes
 from faregate.gateway.prepare import Prepared
 from faregate.gateway.state import GatewayState
@@ -60,8 +74,18 @@ class Exchange:
     finishing: bool = False
     response: aiohttp.ClientResponse | None = None
     rename: Callable[[bytes], bytes] | None = None
+    untried: list[Route] | None = None  # the routes still to try, in order (set on first call)
 
     def __post_init__(self) -> None:
+        self._set_rename()
+
+    def use(self, route: Route) -> None:
+        """Fail over to `route`: its body (its name for the model) and its renaming."""
+        self.prep.use(route)
+        self._set_rename()
+
+    def _set_rename(self) -> None:
+        self.rename = None
         public, upstream = self.prep.call.model, self.prep.route.upstream_model
         if public != upstream:  # an alias: show the client the name it asked for
             old, new = orjson.dumps(upstream), orjson.dumps(public)
@@ -122,7 +146,7 @@ class Exchange:
         facts = UsageFacts(
             request_id=self.request_id, organization_id=self.principal.organization_id,
             api_key_id=self.principal.key_id, endpoint=prep.call.endpoint,
-            model=prep.call.model, upstream=prep.route.upstream,
+            model=prep.model.id, upstream=prep.route.upstream,
             prompt_tokens=usage.prompt_tokens, cached_tokens=usage.cached_tokens,
             completion_tokens=usage.completion_tokens, usage_source=usage.source,
             status=status, streamed=prep.call.stream,
@@ -152,27 +176,56 @@ class Exchange:
 
 
 async def call_upstream(ex: Exchange) -> aiohttp.ClientResponse:
-    prep = ex.prep
-    route = prep.route
-    try:
-        response = await post_json(
-            ex.gw.session, route.base_url + _PATHS[prep.call.endpoint], prep.upstream_body,
-            api_key=route.api_key, connect_timeout_s=route.connect_timeout_s,
-            read_timeout_s=route.read_timeout_s)
-    except FaregateError:
-        await ex.settle(None, "upstream_error")
-        raise
-    if response.status == 200:
-        ex.response = response
-        return response
-    try:
-        detail = await response.content.read(_MAX_ERROR_BODY)
-    except (aiohttp.ClientError, TimeoutError):
-        detail = b""
-    finally:
-        response.release()
+    """The first 200 response head from the routes still untried, failing over on connect
+    errors, timeouts, 5xx and 429. When none answers (or a 4xx ends the search), settles
+    "upstream_error" (no charge) and raises the last error. Figures and breakers are updated
+    in memory for every attempt."""
+    prep, board = ex.prep, ex.gw.upstreams
+    if ex.untried is None:
+        ex.untried = board.order(prep.routes)
+    path = _PATHS[prep.call.endpoint]
+    error: FaregateError | None = None
+    while ex.untried and not ex.disconnected:
+        route = ex.untried.pop(0)
+        if error is not None:
+            board.failover(prep.route)
+        if route is not prep.route:
+            ex.use(route)
+        board.begin(route)
+        started = time.monotonic()
+        try:
+            response = await post_json(
+                ex.gw.session, route.base_url + path, prep.upstream_body,
+                api_key=route.api_key, connect_timeout_s=route.connect_timeout_s,
+                read_timeout_s=route.read_timeout_s)
+        except FaregateError as exc:
+            board.failed(route, _OUTCOMES.get(type(exc), "connect_error"), exc.message)
+            error = exc
+            continue
+        seconds = time.monotonic() - started
+        if response.status == 200:
+            board.answered(route, seconds, 200)
+            ex.response = response
+            return response
+        try:
+            detail = await response.content.read(_MAX_ERROR_BODY)
+        except (aiohttp.ClientError, TimeoutError):
+            detail = b""
+        finally:
+            response.release()
+        error = _upstream_failure(response.status, detail)
+        if response.status >= 500 or response.status == 429:
+            board.failed(route, "http_429" if response.status == 429 else "http_5xx",
+                         f"HTTP {response.status}", seconds)
+            continue
+        board.answered(route, seconds, response.status)
+        break
     await ex.settle(None, "upstream_error")
-    raise _upstream_failure(response.status, detail)
+    raise error or UpstreamError("The upstream model provider failed to answer.")
+
+
+_OUTCOMES: dict[type[FaregateError], str] = {UpstreamTimeout: "timeout",
+                                             UpstreamUnavailable: "connect_error"}
 
 
 def _upstream_failure(status: int, detail: bytes) -> FaregateError:
@@ -200,26 +253,34 @@ def _upstream_failure(status: int, detail: bytes) -> FaregateError:
 
 
 async def relay_once(ex: Exchange, send: Send) -> None:
-    """A non-streamed answer: read it whole, meter, settle, then send it unchanged."""
-    response = await call_upstream(ex)
-    try:
-        raw = await response.read()
-    except (aiohttp.ClientError, TimeoutError):
-        raw = b""
-    finally:
-        response.release()
-    obj: object = None
-    if raw:
+    """A non-streamed answer: read it whole, meter, settle, then send it unchanged. An answer
+    that breaks before it was read whole goes to the next upstream (the client has seen
+    nothing yet)."""
+    while True:
+        response = await call_upstream(ex)
         try:
-            obj = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            obj = None
-    if not isinstance(obj, dict):
+            raw = await response.read()
+        except (aiohttp.ClientError, TimeoutError):
+            raw = b""
+        finally:
+            response.release()
+        obj: object = None
+        if raw:
+            try:
+                obj = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                obj = None
+        if isinstance(obj, dict):
+            break
         if ex.disconnected:  # the client left: it pays for its prompt, as for a stream
             await ex.settle(await ex.local_usage([]), "client_disconnected")
             return
-        await ex.settle(None, "upstream_error")  # nothing usable was delivered: no charge
-        raise UpstreamError("The upstream model provider sent an invalid response.")
+        ex.gw.upstreams.broken(ex.prep.route, "an unreadable or cut-short response body")
+        if not ex.untried:
+            await ex.settle(None, "upstream_error")  # nothing usable was delivered: no charge
+            raise UpstreamError("The upstream model provider sent an invalid response.")
+        ex.gw.upstreams.failover(ex.prep.route)
+        ex.response = None
     usage = from_usage_object(ex.prep.call.endpoint, obj.get("usage"))
     if usage is None:
         usage = await ex.local_usage([obj])
@@ -257,6 +318,8 @@ async def relay_stream(ex: Exchange, send: Send) -> None:
             await _release_after_done(response)
         else:
             response.close()
+    if not relay.done and not ex.disconnected:
+        ex.gw.upstreams.broken(ex.prep.route, "the stream broke off")
     await _finish_stream(ex, send, relay.done, relay.held_usage_event)
 
 

@@ -37,6 +37,8 @@ class OrgDetail:
     balance_nano: int  # credits - debits
     available_nano: int  # less what requests in flight hold
     request_logging_until: dt.datetime | None = None  # an operator logs its requests until then
+    deactivated_at: dt.datetime | None = None  # by an operator: /v1 refuses its keys
+    deactivated_reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +78,8 @@ def get_org(conn: sa.Connection, organization_id: str, *, user_id: str) -> OrgDe
     if logging_until is not None and logging_until <= dt.datetime.now(dt.UTC):
         logging_until = None
     return OrgDetail(org.id, org.name, role, personal, org.created_at, money.balance_nano,
-                     money.available_nano, logging_until)
+                     money.available_nano, logging_until, org.deactivated_at,
+                     org.deactivated_reason)
 
 
 def rename_org(conn: sa.Connection, organization_id: str, *, user_id: str, name: str,

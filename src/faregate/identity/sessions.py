@@ -1,7 +1,7 @@
 """Browser sessions: a random token in an HttpOnly cookie; the database keeps only its hash.
 
 A session ends when it expires, when it has been idle too long, or when it is revoked (sign-out,
-password change or reset)."""
+password change or reset) — and at once for a user an operator deactivated."""
 
 from __future__ import annotations
 
@@ -53,10 +53,11 @@ def authenticate(conn: sa.Connection, token: str, *, secret: bytes, idle_s: int,
     row = conn.execute(
         sa.select(sessions.c.id, sessions.c.user_id, sessions.c.expires_at,
                   sessions.c.last_seen_at, sessions.c.revoked_at, users.c.email,
-                  users.c.email_verified_at, users.c.organization_id)
+                  users.c.email_verified_at, users.c.organization_id, users.c.deactivated_at)
         .join(users, users.c.id == sessions.c.user_id)
         .where(sessions.c.token_hash == _hash(token, secret))).first()
-    if (row is None or row.revoked_at is not None or row.expires_at <= now
+    if (row is None or row.revoked_at is not None or row.deactivated_at is not None
+            or row.expires_at <= now
             or row.last_seen_at + dt.timedelta(seconds=idle_s) <= now):
         return None
     if now - row.last_seen_at >= _TOUCH_EVERY:

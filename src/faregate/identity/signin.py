@@ -32,6 +32,8 @@ from faregate.throttle import limiter
 ACCOUNT_SCOPE = "sign_in:account"
 IP_SCOPE = "sign_in:ip"
 INCORRECT = "Incorrect email or password."
+DEACTIVATED = ("This account has been deactivated by the operator of this service. If you "
+               "feel this is an error, contact them.")
 _LOCK_SPACE = 0x5349474E  # b"SIGN"
 
 
@@ -41,6 +43,7 @@ class SignInAttempt:
     user_id: str | None
     organization_id: str | None
     password_hash: str | None = field(repr=False)
+    deactivated: bool = False  # by an operator: told only after the right password
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,11 +80,13 @@ def start_sign_in(conn: sa.Connection, *, email: str, ip: str, rules: AuthRules,
                   message="Too many sign-in attempts from your network.")
     limiter.record(conn, scope=ACCOUNT_SCOPE, subject=email, secret=secret)
     limiter.record(conn, scope=IP_SCOPE, subject=ip, secret=secret)
-    row = conn.execute(sa.select(users.c.id, users.c.organization_id, users.c.password_hash)
+    row = conn.execute(sa.select(users.c.id, users.c.organization_id, users.c.password_hash,
+                                 users.c.deactivated_at)
                        .where(users.c.email == email)).first()
     if row is None:
         return SignInAttempt(email, None, None, None)
-    return SignInAttempt(email, row.id, row.organization_id, row.password_hash)
+    return SignInAttempt(email, row.id, row.organization_id, row.password_hash,
+                         row.deactivated_at is not None)
 
 
 def finish_sign_in(conn: sa.Connection, attempt: SignInAttempt, *, matched: bool,
@@ -100,6 +105,11 @@ def finish_sign_in(conn: sa.Connection, attempt: SignInAttempt, *, matched: bool
         return None
     assert attempt.user_id is not None
     assert attempt.organization_id is not None
+    if attempt.deactivated:
+        trail.record(conn, action="auth.sign_in_refused", actor=f"user:{attempt.user_id}",
+                     target=attempt.user_id, organization_id=attempt.organization_id, ip=ip,
+                     detail={"reason": "deactivated"})
+        return None
     if previous_session_id is not None:
         sessions.revoke(conn, previous_session_id)
     if new_hash is not None:
@@ -163,6 +173,8 @@ async def sign_in(db: Database, *, email: str, password: str, ip: str, user_agen
         finish_sign_in, attempt=attempt, matched=matched, new_hash=new_hash, ip=ip,
         user_agent=user_agent, previous_session_id=previous_session_id, rules=rules,
         secret=secret))
+    if signed is None and matched and attempt.deactivated:
+        raise AuthenticationFailed(DEACTIVATED, code="account_deactivated")
     if signed is None:
         raise AuthenticationFailed(INCORRECT, code="invalid_credentials")
     return signed

@@ -1,11 +1,29 @@
 """Prometheus metrics (served at /metrics). Defined once here so every layer can count.
 
 Names follow Prometheus conventions: `_total` counters, `_seconds` histograms; money in the
-ledger's unit (nano-USD) as counters."""
+ledger's unit (nano-USD) as counters.
+
+With several worker processes (`faregate serve --workers N`) the server sets
+PROMETHEUS_MULTIPROC_DIR before any worker starts: each process then writes its values to
+files there, and `render()` in any worker adds up every process's. prometheus_client picks the
+mode when it is first imported, so the variable must be set before that (faregate.server)."""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+import glob
+import os
+import re
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
@@ -27,12 +45,51 @@ UPSTREAM_SECONDS = Histogram("faregate_upstream_duration_seconds",
 FAILOVERS = Counter("faregate_upstream_failovers_total",
                     "Requests moved to the next upstream before the first byte", ["upstream"])
 BREAKER_OPEN = Gauge("faregate_upstream_breaker_open",
-                     "1 while an upstream's circuit breaker is open", ["upstream"])
+                     "1 while an upstream's circuit breaker is open (in any live process)",
+                     ["upstream"], multiprocess_mode="livemax")
 TOKENS = Counter("faregate_tokens_total", "Tokens metered", ["model", "kind"])
 REVENUE_NANO = Counter("faregate_charged_nano_usd_total",
                        "Charged to balances for model calls (nano-USD)", ["model"])
 RATE_LIMITED = Counter("faregate_rate_limited_total", "Requests refused by rate limits",
                        ["limit"])
-OPEN_HOLDS = Gauge("faregate_open_holds", "Reservations currently held by this process")
+OPEN_HOLDS = Gauge("faregate_open_holds",
+                   "Reservations of requests in flight (summed over live processes)",
+                   multiprocess_mode="livesum")
 AUTO_RECHARGES = Counter("faregate_auto_recharges_total", "Auto-recharge attempts by outcome",
                          ["outcome"])
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+_LIVE_GAUGE_FILE = re.compile(r"gauge_live[a-z]+_(\d+)\.db$")
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get(MULTIPROC_ENV) or None
+
+
+def render() -> bytes:
+    """The exposition text: this process's metrics, or every process's in multiprocess mode."""
+    path = multiprocess_dir()
+    if path is None:
+        return generate_latest(REGISTRY)
+    _forget_dead_processes(path)
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=path)  # type: ignore[no-untyped-call]
+    return generate_latest(registry)
+
+
+def _forget_dead_processes(path: str) -> None:
+    """Drop the live-gauge files of processes that are gone (a worker that crashed and was
+    replaced), so that `live*` gauges count only running processes. Counters and histograms
+    of dead processes stay: their counts happened."""
+    for name in glob.glob(os.path.join(path, "gauge_live*_*.db")):
+        match = _LIVE_GAUGE_FILE.search(name)
+        if match is None:
+            continue
+        pid = int(match.group(1))
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            multiprocess.mark_process_dead(pid, path)  # type: ignore[no-untyped-call]
+        except PermissionError:
+            pass  # alive, someone else's

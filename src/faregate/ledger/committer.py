@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter
 from collections.abc import Callable
 
 from faregate.db.runner import Database
+from faregate.kit.metrics import REVENUE_NANO, TOKENS
 from faregate.ledger.settlement import BatchOutcome, Settlement, SystemAccounts, settle_batch
 
 log = logging.getLogger("faregate.ledger")
@@ -69,6 +71,7 @@ class SettlementCommitter:
                             fut.set_exception(exc)
                     continue
                 self._on_outcome(items, outcome)
+                _count(items)
                 for _, fut in batch:
                     if not fut.done():  # a cancelled waiter's item was committed all the same
                         fut.set_result(None)
@@ -103,3 +106,23 @@ class SettlementCommitter:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+
+
+def _count(items: list[Settlement]) -> None:
+    """Tokens and charges of a durable batch, into the metrics: one increment per model and
+    kind per batch. Input is split as it is priced: uncached and cached."""
+    sums: Counter[tuple[str, str]] = Counter()
+    charged: Counter[str] = Counter()
+    for item in items:
+        u = item.usage
+        cached = min(max(u.cached_tokens, 0), max(u.prompt_tokens, 0))
+        sums[(u.model, "input")] += max(u.prompt_tokens, 0) - cached
+        sums[(u.model, "cached_input")] += cached
+        sums[(u.model, "output")] += max(u.completion_tokens, 0)
+        charged[u.model] += item.charged_nano
+    for (model, kind), n in sums.items():
+        if n:
+            TOKENS.labels(model, kind).inc(n)
+    for model, nano in charged.items():
+        if nano:
+            REVENUE_NANO.labels(model).inc(nano)

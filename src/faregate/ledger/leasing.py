@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 
 from faregate.db.runner import Database
+from faregate.kit.metrics import OPEN_HOLDS
 from faregate.ledger import leases as lease_db
 from faregate.ledger.committer import SettlementCommitter
 from faregate.ledger.settlement import BatchOutcome, LimitPart, Settlement, UsageFacts
@@ -333,6 +334,7 @@ class CreditManager:
     async def maintain(self) -> None:
         """Heartbeat open leases and return idle ones. Called periodically."""
         now = time.monotonic()
+        OPEN_HOLDS.set(self.running)  # once a second: the gauge costs the hot path nothing
         if now - self._last_heartbeat >= self._ttl_ms / 3000:
             self._last_heartbeat = now
             await self._heartbeat()

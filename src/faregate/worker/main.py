@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
+import logging.config
 
 from faregate.config import Settings
 from faregate.db.engine import create_engine
 from faregate.db.runner import Database
+from faregate.kit.logjson import logging_config
 from faregate.notify.from_settings import email_sender
 from faregate.payments.factory import processor_from
 from faregate.worker.jobs import run_jobs
@@ -16,8 +17,7 @@ from faregate.worker.registry import all_jobs
 
 
 def run_worker(settings: Settings) -> None:
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.config.dictConfig(logging_config(settings.log_level, settings.log_format))
     db = Database(create_engine(settings.resolved_database_url, pool_size=2), threads=2)
     try:
         with contextlib.suppress(KeyboardInterrupt):

@@ -11,10 +11,11 @@ from faregate.worker.credit_jobs import credit_jobs
 from faregate.worker.jobs import JOBS, Job
 from faregate.worker.limit_jobs import LIMIT_JOBS
 from faregate.worker.log_jobs import log_jobs
+from faregate.worker.tier_jobs import TIER_JOBS
 from faregate.worker.usage_jobs import USAGE_JOBS
 
 
 def all_jobs(settings: Settings, processor: PaymentProcessor, email: EmailSender) -> list[Job]:
     return [*JOBS, *USAGE_JOBS, *LIMIT_JOBS, *billing_jobs(settings, processor, email),
             *credit_jobs(settings),
-            *alert_jobs(settings, email), *log_jobs(settings)]
+            *alert_jobs(settings, email), *log_jobs(settings), *TIER_JOBS]
