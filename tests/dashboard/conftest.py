@@ -38,7 +38,9 @@ def _ensure_chromium() -> None:
         pytest.fail("no Chinese font: run `apt-get install -y fonts-wqy-microhei` (as root)")
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: Playwright's sync API keeps an asyncio loop running in this thread
+# while it is open, and later tests that call asyncio.run() would fail.
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[object]:
     _ensure_chromium()
     from playwright.sync_api import sync_playwright
