@@ -11,7 +11,7 @@ from faregate.dashboard.countries import countries
 from faregate.dashboard.i18n import LANGUAGES, catalog, negotiate, region_of, translate
 
 TEMPLATES = Path(__file__).parents[2] / "src/faregate/dashboard/templates"
-SCRIPT = Path(__file__).parents[2] / "src/faregate/dashboard/static/app.js"
+STATIC = Path(__file__).parents[2] / "src/faregate/dashboard/static"
 
 
 def test_catalogs_have_the_same_keys_and_placeholders() -> None:
@@ -34,9 +34,10 @@ def test_the_chinese_catalog_is_chinese() -> None:
 
 def test_every_key_used_exists() -> None:
     used: set[str] = set()
-    for path in TEMPLATES.glob("*.html"):
+    for path in TEMPLATES.rglob("*.html"):
         used |= set(re.findall(r"""\bt\(\s*["']([\w.\-]+)["']""", path.read_text()))
-    used |= set(re.findall(r"""\bt\(\s*["']([\w.\-]+)["']""", SCRIPT.read_text()))
+    for path in STATIC.rglob("*.js"):
+        used |= set(re.findall(r"""\bt\(\s*["']([\w.\-]+)["']""", path.read_text()))
     assert used, "no t() calls found"
     prefixes = {k for k in used if k.endswith(".")}  # built at run time: "status." + status
     used -= prefixes
@@ -48,7 +49,7 @@ def test_every_key_used_exists() -> None:
 def test_templates_have_no_literal_text() -> None:
     """Between the tags, a template has only t(...) calls and expressions: any word written
     straight into the HTML would show untranslated."""
-    for path in TEMPLATES.glob("*.html"):
+    for path in TEMPLATES.rglob("*.html"):
         text = path.read_text()
         text = re.sub(r"{#.*?#}|{%.*?%}|{{.*?}}", " ", text, flags=re.S)
         text = re.sub(r"<script\b.*?</script>|<style\b.*?</style>", " ", text, flags=re.S)

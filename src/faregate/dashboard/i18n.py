@@ -19,7 +19,16 @@ LOCALES_DIR = Path(__file__).parent / "locales"
 
 @cache
 def catalog(lang: str) -> dict[str, str]:
-    data: dict[str, str] = json.loads((LOCALES_DIR / f"{lang}.json").read_text("utf-8"))
+    """locales/<lang>.json plus every locales/<lang>/*.json (one file per page or area); a key
+    defined twice is a bug."""
+    files = [LOCALES_DIR / f"{lang}.json", *sorted((LOCALES_DIR / lang).glob("*.json"))]
+    data: dict[str, str] = {}
+    for path in files:
+        part: dict[str, str] = json.loads(path.read_text("utf-8"))
+        twice = data.keys() & part.keys()
+        if twice:
+            raise ValueError(f"{path}: keys already defined: {sorted(twice)}")
+        data.update(part)
     return data
 
 

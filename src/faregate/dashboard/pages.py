@@ -58,6 +58,7 @@ class Page:
     title: str  # catalog key
     signed_in: bool  # only for signed-in users (others go to /signin)
     nav: str | None = None  # catalog key of its entry in the app navigation
+    script: str | None = None  # its own script, static/pages/<script> (after app.js)
 
 
 PAGES = (
@@ -85,8 +86,8 @@ def safe_next(value: str | None) -> str:
 
 
 def _asset_versions() -> dict[str, str]:
-    return {f.name: hashlib.sha256(f.read_bytes()).hexdigest()[:12]
-            for f in STATIC_DIR.iterdir() if f.is_file()}
+    return {f.relative_to(STATIC_DIR).as_posix(): hashlib.sha256(f.read_bytes()).hexdigest()[:12]
+            for f in STATIC_DIR.rglob("*") if f.is_file()}
 
 
 class Dashboard:

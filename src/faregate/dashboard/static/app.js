@@ -552,11 +552,17 @@
     try { await load(); } catch (err) { show(error, errorText(err)); }
   };
 
-  const run = pages[body.dataset.page];
-  if (document.getElementById("org-select") && !["keys", "billing"].includes(body.dataset.page)) {
-    loadShell().catch(() => {});
+  // Page scripts (static/pages/<name>.js, loaded after this one) add their function to
+  // faregate.pages with the helpers below; the page's function runs once all scripts are in.
+  window.faregate = {
+    pages, api, t, $, $$, el, show, hide, onSubmit, fmtDate, fmtUsd, errorText, loadShell,
+    notice, takeToken, cookie, LANG,
+  };
+  function start() {
+    if (document.getElementById("org-select")) loadShell().catch(() => {});
+    const run = pages[body.dataset.page];
+    if (run) run();
   }
-  if (run) run();
-  // Exposed for later pages and for debugging in the console.
-  window.faregate = { api, t, fmtDate, fmtUsd, errorText, loadShell };
+  // Deferred scripts all run before DOMContentLoaded, so every page script is in by then.
+  document.addEventListener("DOMContentLoaded", start);
 })();
