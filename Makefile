@@ -3,6 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 # Default: everything but the llama.cpp tests, which `make test-llama` runs with their server.
 PYTEST_ARGS ?= -m "not llama"
+# The suite runs on pytest-xdist workers, one test module per worker at a time (module-scoped
+# servers are started once). Most of a test's time is spent waiting on servers it started, so
+# three workers help even on two cores; PYTEST_WORKERS=0 runs it in one process.
+PYTEST_WORKERS ?= 3
 BENCH_ARGS ?=
 
 .PHONY: .venv serve test lint test-llama bench bench-usage clean
@@ -22,7 +26,7 @@ serve: .venv
 
 # scripts/testenv.py provides PostgreSQL and Redis (system ones, or private throw-away ones).
 test: .venv lint
-	$(VENV)/bin/python scripts/testenv.py -- $(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(VENV)/bin/python scripts/testenv.py -- $(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadscope $(PYTEST_ARGS)
 
 lint: .venv
 	$(VENV)/bin/ruff check src tests bench

@@ -75,7 +75,7 @@ def db(engine: Engine, db_threads: int) -> Iterator[Database]:
 @pytest.fixture(scope="session")
 def redis_url() -> str:
     """URL of a Redis database for this session, flushed before first use."""
-    url = services.check_redis_url()
+    url = services.worker_redis_url(services.check_redis_url())
     services.flush_redis(url)
     return url
 

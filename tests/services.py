@@ -132,6 +132,22 @@ def check_redis_url() -> str:
     return url
 
 
+def worker_redis_url(url: str) -> str:
+    """Under pytest-xdist each worker gets its own Redis database (gw0 the configured one, gw1
+    the one below it, ...), so one worker's FLUSHDB never wipes another's keys."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw"):
+        return url
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    base = int(parts.path.strip("/") or 0)
+    db = base - int(worker[2:])
+    if db < 0:
+        db += 16
+    return urlunsplit(parts._replace(path=f"/{db}"))
+
+
 def flush_redis(url: str) -> None:
     import redis
 
