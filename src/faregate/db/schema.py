@@ -781,3 +781,19 @@ request_logs = sa.Table(
     sa.Column("response_bytes", sa.BigInteger, nullable=False),
     sa.Column("truncated", sa.Boolean, nullable=False),
 )
+
+# Background jobs across every process that runs them (servers with FAREGATE_RUN_BACKGROUND_JOBS,
+# `faregate worker` replicas): one row per job. A process runs a job only after claiming it —
+# when it is due and nobody holds an unexpired lease — so a job runs once per interval across
+# the fleet, never twice at the same time (worker/schedule.py).
+job_runs = sa.Table(
+    "job_runs", metadata,
+    sa.Column("name", sa.String(60), primary_key=True),
+    sa.Column("holder", sa.String(100), nullable=True),  # the process running it, if any
+    sa.Column("lease_until", Now, nullable=True),
+    sa.Column("next_run_at", Now, nullable=False),
+    sa.Column("last_started_at", Now, nullable=True),
+    sa.Column("last_finished_at", Now, nullable=True),
+    sa.Column("last_error", sa.String(300), nullable=True),
+    sa.Column("runs", sa.BigInteger, nullable=False, server_default="0"),
+)

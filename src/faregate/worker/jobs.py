@@ -1,10 +1,16 @@
-"""The jobs. Each is safe to run in any number of processes at once: every change it makes is a
-conditional update, so no job is done twice."""
+"""The jobs, and the loop that runs them. Each job is safe to run in any number of processes at
+once (every change it makes is a conditional update, so no job is done twice); on top of that,
+the loop claims a job before running it (worker/schedule.py), so across every process a job
+runs once per interval, one process at a time."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+import secrets
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -15,6 +21,7 @@ from faregate.ledger.leases import void_lapsed
 from faregate.operators.sessions import prune_sessions as prune_operator_sessions
 from faregate.phone.verification import prune_codes
 from faregate.throttle import limiter as throttle
+from faregate.worker.schedule import LEASE_S, claim, finish, renew
 
 log = logging.getLogger("faregate.worker")
 
@@ -46,12 +53,45 @@ JOBS = [Job("sweep-lapsed-leases", 5.0, sweep_lapsed_leases),
         Job("prune-attempts", 600.0, prune_attempts)]
 
 
+def holder_name() -> str:
+    """Names this process in job_runs.holder (host, pid and a random tag)."""
+    return f"{socket.gethostname()[:60]}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+async def run_claimed(db: Database, job: Job, holder: str, lease_s: float = LEASE_S) -> bool:
+    """Run `job` once if this process wins its claim; False when it was not its turn."""
+    if not await db.run(claim, job.name, holder, job.interval_s, lease_s):
+        return False
+
+    async def keep_lease() -> None:
+        while True:
+            await asyncio.sleep(lease_s / 3)
+            await db.run(renew, job.name, holder, lease_s)
+
+    keeper = asyncio.create_task(keep_lease())
+    error: str | None = None
+    try:
+        await job.run(db)
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        keeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await keeper
+        with contextlib.suppress(Exception):  # else the lease lapses by itself
+            await db.run(finish, job.name, holder, error)
+    return True
+
+
 async def run_jobs(db: Database, jobs: list[Job] = JOBS) -> None:
     """Run every job on its interval until cancelled; a failing job is logged and retried."""
+    holder = holder_name()
+
     async def loop(job: Job) -> None:
         while True:
             try:
-                await job.run(db)
+                await run_claimed(db, job, holder)
             except Exception:
                 log.exception("job %s failed", job.name)
             await asyncio.sleep(job.interval_s)
