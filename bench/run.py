@@ -501,7 +501,8 @@ class Bench:
             stop_proc(proc)
 
     # ---- faregate ------------------------------------------------------------------------
-    def bench_faregate(self, label: str, db_kind: str, db_url: str | None) -> None:
+    def bench_faregate(self, label: str, db_kind: str, db_url: str | None,
+                       workers: int = 1) -> None:
         if not FAREGATE_BIN.exists():
             self.skip(label, f"{FAREGATE_BIN} not found (is the venv installed?)")
             return
@@ -594,7 +595,7 @@ class Bench:
             many_file.write_text("\n".join(many_keys) + "\n")
             port = free_port()
             cmd = pin([str(FAREGATE_BIN), "serve", "--host", "127.0.0.1", "--port", str(port),
-                       "--workers", "1"], self.server_core)
+                       "--workers", str(workers)], self.server_core)
             server = start_proc(cmd, env, self.logs / f"{label}-server.log")
             srv = server
             if not wait_http(f"http://127.0.0.1:{port}/healthz", server, 60):
@@ -1107,6 +1108,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--faregate-log-level", default="warning",
                    help="FAREGATE_LOG_LEVEL for the server (default warning)")
     p.add_argument("--no-pin", dest="pin", action="store_false", help="disable taskset pinning")
+    p.add_argument("--workers", default="1",
+                   help="comma list of `faregate serve --workers` counts; each count other than "
+                        "1 adds targets suffixed -wN (all pinned to the server core: compare "
+                        "server CPU ms/request)")
     p.add_argument("--rate-limits", action="store_true",
                    help="put the bench organizations on a usage tier with (unreachable) RPM/TPM "
                         "limits, so every call goes through the rate limiter (org and key "
@@ -1171,7 +1176,9 @@ def main(argv: list[str] | None = None) -> int:
             bench.bench_bare()
         if "faregate" in args.targets:
             for kind, url in args.db:
-                bench.bench_faregate("faregate" if kind == "sqlite" else "faregate-pg", kind, url)
+                for n in (int(w) for w in args.workers.split(",")):
+                    name = "faregate" if kind == "sqlite" else "faregate-pg"
+                    bench.bench_faregate(name if n == 1 else f"{name}-w{n}", kind, url, n)
         if "litellm" in args.targets:
             if litellm_err:
                 bench.skip("litellm", litellm_err)

@@ -9,14 +9,16 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import httpx2
 import sqlalchemy as sa
 
 from faregate.db.schema import charge_attempts, job_runs, sandbox_payments
 from tests.e2e.api_client import verified_owner
 from tests.e2e.test_billing_flow import _bind, _usd, _wait
-from tests.harness import Deployment, Proc
+from tests.harness import Deployment, Proc, deployment
 
 ROLLUP_INTERVAL_S = 0.5  # worker/usage_jobs.py
 
@@ -76,3 +78,18 @@ def test_three_workers_charge_once_and_share_the_jobs(pg_dep: Deployment) -> Non
     for w in workers:
         w.stop()
     assert dep.verify() == []
+
+
+def test_several_workers_start_together_on_a_fresh_database(
+        make_pg_database: Callable[[], str], tmp_path: Path) -> None:
+    """Every process of `serve --workers N` registers the built-in models at start; on
+    PostgreSQL they used to race (one failed on "already exists" and took the server down)."""
+    for n in range(3):
+        with deployment(tmp_path / f"fg{n}", make_pg_database()) as dep:
+            server = dep.start_server(FAREGATE_WORKERS="3")
+            models = httpx2.get(f"{server.base_url}/v1/models", timeout=10, headers={
+                "Authorization": f"Bearer {dep.new_key(dep.new_user(f'w{n}@example.com'))[1]}"})
+            assert models.status_code == 200, server.log.read_text()[-2000:]
+            assert "faregate-dev" in {m["id"] for m in models.json()["data"]}
+            assert server.proc.poll() is None
+            assert "already exists" not in server.log.read_text()

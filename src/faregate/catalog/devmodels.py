@@ -20,9 +20,15 @@ DEV_EMBED = "faregate-dev-embed"
 # OpenAI opens its larger models to paying organizations).
 DEV_PRO = "faregate-dev-pro"
 DEV_PRO_MIN_TIER = 1
+# Every process of `faregate serve --workers N` runs this at start: on PostgreSQL they take
+# turns on this advisory lock (SQLite's write transactions already take turns), so the second
+# sees what the first added instead of failing on "already exists".
+DEV_MODELS_LOCK = 0x46470001
 
 
 def ensure_dev_models(conn: sa.Connection, cipher: Cipher) -> None:
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(DEV_MODELS_LOCK)))
     builtin = [u for u in list_upstreams(conn) if u.base_url == BUILTIN_BASE_URL]
     if not any(DEV_PRO in u.models or u.name == "builtin-dev-pro" for u in builtin):
         add_upstream(conn, name="builtin-dev-pro", base_url=BUILTIN_BASE_URL,
