@@ -18,6 +18,7 @@ import pytest
 
 from faregate.billing.state import suspend
 from faregate.dashboard.i18n import catalog
+from faregate.kit.money import nano_to_usd
 from tests.e2e.api_client import (
     PASSWORD,
     last_link_token,
@@ -184,12 +185,43 @@ def test_sign_up_to_first_call(gw: Gateway, chromium: Any, lang: str, number: st
         assert key not in page.content()  # the list shows it redacted
         assert msg["status.active"] in row.inner_text()
 
+        # The usage page, open in another tab before the call, will show it without a reload.
+        usage = context.new_page()
+        usage.set_default_timeout(WAIT_MS)
+        usage.on("pageerror", lambda e: errors.append(str(e)))
+        usage.goto(base + "/usage")
+        usage.get_by_role("heading", name=msg["usage.title"]).wait_for()
+        usage.locator("#live-state").filter(has_text=msg["usage.live_on"]).wait_for()
+        usage.get_by_text(msg["usage.empty"]).wait_for()
+        usage.evaluate("window.fgNotReloaded = true")
+
         client = openai.OpenAI(api_key=key, base_url=gw.url, timeout=60, max_retries=0)
         raw = client.chat.completions.with_raw_response.create(
             model="faregate-dev", messages=[{"role": "user", "content": "Hello!"}])
         assert raw.parse().choices[0].message.content
         charged = gw.record(key, raw.headers["x-request-id"])["charged_nano_usd"]
         assert charged > 0
+
+        # The live view shows the call and its exact cost; the totals, the table and the
+        # charts catch up (they read the rollups) — all without reloading the page.
+        cost = fmt_usd(Decimal(charged) / 10**9, lang)
+        live = usage.locator(f'#live-table tr[data-request-id="{raw.headers["x-request-id"]}"]')
+        live.wait_for()
+        assert cost in live.inner_text() and "faregate-dev" in live.inner_text()
+        usage.locator("#usage-cost").filter(has_text=cost).wait_for()
+        usage.locator("#usage-table tbody tr").filter(has_text="faregate-dev").filter(
+            has_text=cost).wait_for()
+        assert usage.locator("#chart-cost rect").count() == 1
+        assert usage.evaluate("window.fgNotReloaded") is True
+        shoot(usage, "usage", lang)
+        usage.select_option("#usage-group", "api_key_id")
+        usage.get_by_role("button", name=msg["usage.apply"]).click()
+        usage.locator("#usage-table tbody tr").filter(has_text="browser key").wait_for()
+        href = usage.locator("#usage-csv").get_attribute("href") or ""
+        csv = context.request.get(base + href)
+        assert csv.ok and "browser key" in csv.text()
+        assert nano_to_usd(charged) in csv.text()
+        usage.close()
 
         # The balance went down by exactly that cost.
         page.get_by_role("link", name=msg["nav.billing"]).click()
@@ -209,10 +241,9 @@ def test_sign_up_to_first_call(gw: Gateway, chromium: Any, lang: str, number: st
         page.locator("#revoke-form").get_by_role("button", name=msg["keys.revoke"]).click()
         row.filter(has_text=msg["status.revoked"]).wait_for()
 
-        # The other app pages exist in the navigation (placeholders for now).
+        # The usage page is in the navigation.
         page.get_by_role("link", name=msg["nav.usage"]).click()
         page.get_by_role("heading", name=msg["usage.title"]).wait_for()
-        shoot(page, "usage", lang)
 
         # Sign out; the app pages send strangers to sign in, which comes back.
         page.get_by_role("button", name=msg["nav.signout"]).click()

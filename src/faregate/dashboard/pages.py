@@ -69,7 +69,7 @@ PAGES = (
     Page("/reset-password", "reset_password.html", "reset.title", False),
     Page("/keys", "keys.html", "keys.title", True, "nav.keys"),
     Page("/billing", "billing.html", "billing.title", True, "nav.billing"),
-    Page("/usage", "soon.html", "usage.title", True, "nav.usage"),
+    Page("/usage", "usage.html", "usage.title", True, "nav.usage", script="usage.js"),
     Page("/limits", "soon.html", "limits.title", True, "nav.limits"),
     Page("/organization", "soon.html", "org.title", True, "nav.organization"),
     Page("/settings", "soon.html", "settings.title", True, "nav.settings"),
