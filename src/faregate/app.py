@@ -23,7 +23,7 @@ from faregate.db.engine import BACKGROUND_CHECKPOINT_S, checkpoint_sqlite, creat
 from faregate.db.runner import Database
 from faregate.devmodel.app import create_devmodel_app
 from faregate.gateway.app import GatewayApp
-from faregate.gateway.asgi_io import Receive, Scope, Send
+from faregate.gateway.asgi_io import Message, Receive, Scope, Send
 from faregate.gateway.auth import KeyAuthenticator
 from faregate.gateway.catalog_cache import CatalogCache
 from faregate.gateway.limits import LimitAccounts
@@ -34,6 +34,7 @@ from faregate.gateway.request_log import RequestLogWriter
 from faregate.gateway.state import GatewayState
 from faregate.gateway.upstream_watch import UpstreamWatch
 from faregate.identity.sessions import SessionUser
+from faregate.kit.asgi_guard import NOSNIFF, Guard
 from faregate.kit.crypto import Cipher
 from faregate.kit.metrics import CONTENT_TYPE, OPEN_HOLDS, render
 from faregate.ledger.leasing import CreditManager
@@ -63,6 +64,16 @@ async def _signed_in(request: Request) -> SessionUser | None:
     return await optional_session(request, get_ctx(request))
 
 
+def _nosniff(send: Send) -> Send:
+    """/v1's responses get the one security header that matters for an API (kept lean: the
+    relay's other headers are its own)."""
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = [*message.get("headers", ()), NOSNIFF]
+        await send(message)
+    return sending
+
+
 async def _every(interval_s: float, fn: Any, what: str) -> None:
     while True:
         await asyncio.sleep(interval_s)
@@ -88,18 +99,20 @@ class FaregateApp:
         self.web = create_web(self.lifespan, [pages])
         mount_dashboard(self.web, settings, _signed_in)  # the web pages, "/" included
         self.web.state.sandbox_mounted = False
+        self.guarded_web = Guard(self.web, max_body_bytes=settings.max_api_body_bytes,
+                                 hsts_max_age_s=settings.hsts_max_age_s)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             path: str = scope["path"]
             if path.startswith("/v1/") and self.gateway is not None:
-                await self.gateway(scope, receive, send)
+                await self.gateway(scope, receive, _nosniff(send))
                 return
             if path.startswith("/_dev/") and self.settings.dev_model:
                 await self.devmodel({**scope, "path": path[5:], "raw_path": None},
                                     receive, send)
                 return
-        await self.web(scope, receive, send)
+        await self.guarded_web(scope, receive, send)
 
     async def healthz(self, request: Request) -> JSONResponse:
         """Liveness: the process is up and started (readiness is /readyz)."""

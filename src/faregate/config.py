@@ -76,6 +76,16 @@ class Settings(BaseSettings):
     upstream_health_timeout_s: float = Field(default=5.0, gt=0, le=60)
     upstream_stats_flush_s: float = Field(default=5.0, ge=0.1, le=300)
     max_request_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    # Hostile clients (docs/operations.md, "Limits and hostile input"): bodies of the JSON API
+    # and the pages (/v1 has max_request_body_bytes), the request head, and how long a client
+    # may take to send one whole request (head and body: slow-loris).
+    max_api_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_header_bytes: int = Field(default=64 * 1024, ge=4096)
+    request_read_timeout_s: float = Field(default=30.0, gt=0, le=3600)
+    keep_alive_timeout_s: int = Field(default=5, ge=1, le=600)
+    # Strict-Transport-Security max-age on every response; 0 (the default) sends none. Turn
+    # it on only when clients reach Faregate over HTTPS (a TLS-terminating load balancer).
+    hsts_max_age_s: int = Field(default=0, ge=0)
     auth_failures_per_minute: int = Field(default=60, ge=1)
 
     # The address people reach Faregate at (links in emails); derived from host/port if unset.

@@ -43,13 +43,16 @@ def run(settings: Settings) -> None:
     os.environ["FAREGATE_DATA_DIR"] = str(settings.resolved_data_dir)
     if settings.database_url:
         os.environ["FAREGATE_DATABASE_URL"] = settings.database_url
+    os.environ["FAREGATE_REQUEST_READ_TIMEOUT_S"] = str(settings.request_read_timeout_s)
+    os.environ["FAREGATE_MAX_HEADER_BYTES"] = str(settings.max_header_bytes)
     # Generate secrets once, before several workers could race to do it.
     for name in ("session_secret", "key_pepper", "encryption_key"):
         settings.secret(name)
     try:
         uvicorn.run("faregate.app:create_app", factory=True, host=settings.host,
                     port=settings.port, workers=settings.workers, loop="uvloop",
-                    http="httptools", lifespan="on", access_log=False,
+                    http="faregate.kit.httpproto:LimitedHttpToolsProtocol", lifespan="on",
+                    access_log=False, timeout_keep_alive=settings.keep_alive_timeout_s,
                     log_level=settings.log_level, log_config=log_config,
                     timeout_graceful_shutdown=30, proxy_headers=False)
     finally:
