@@ -159,7 +159,10 @@ class Dashboard:
 
 def mount_dashboard(app: FastAPI, settings: Settings, who: Who) -> Dashboard:
     """Add the pages and their static files (served by Faregate itself: no CDN) to `app`."""
+    from faregate.dashboard.admin_pages import admin_router  # it imports this module
+
     dashboard = Dashboard(settings, who)
     app.include_router(dashboard.router())
+    app.include_router(admin_router(dashboard))
     app.mount(STATIC_PREFIX, StaticFiles(directory=STATIC_DIR), name="dashboard-static")
     return dashboard
