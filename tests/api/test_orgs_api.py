@@ -237,3 +237,22 @@ def test_audit_trail(site: Site) -> None:
     assert "auth.signed_up" in [e["action"] for e in theirs]
     assert actions.count("auth.signed_up") == 1
     assert owner.get(f"/api/orgs/{org}/audit?limit=0").status_code == 400
+
+
+def test_the_dashboard_language_is_stored_on_the_account(site: Site) -> None:
+    web = Browser(site)
+    web.signup()
+    assert web.get("/api/me").json()["locale"] is None
+    r = web.patch("/api/me", {"locale": "zh-CN"})
+    assert r.status_code == 200, r.text
+    assert r.json()["locale"] == "zh-CN"
+    assert web.get("/api/me").json()["locale"] == "zh-CN"
+    # The pages follow it when this browser has no language cookie of its own.
+    page = web.http.get("/keys", headers={"Accept-Language": "en-US,en;q=0.9"})
+    assert '<html lang="zh-CN">' in page.text
+    bad = web.patch("/api/me", {"locale": "fr"})
+    assert bad.status_code == 400 and error(bad)["param"] == "locale"
+    assert web.patch("/api/me", {"locale": None}).json()["locale"] is None
+    assert '<html lang="en">' in web.http.get(
+        "/keys", headers={"Accept-Language": "en-US,en;q=0.9"}).text
+    assert Browser(site).patch("/api/me", {"locale": "en"}).status_code == 401

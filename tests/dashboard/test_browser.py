@@ -211,7 +211,14 @@ def test_sign_up_to_first_call(gw: Gateway, chromium: Any, lang: str, number: st
         usage.locator("#usage-cost").filter(has_text=cost).wait_for()
         usage.locator("#usage-table tbody tr").filter(has_text="faregate-dev").filter(
             has_text=cost).wait_for()
-        assert usage.locator("#chart-cost rect").count() == 1
+        # The cost chart (uPlot, a canvas): hovering today's bar, the last one, shows the
+        # day's cost in the chart's legend.
+        plot = usage.locator("#chart-cost .u-over")
+        box = plot.bounding_box()
+        assert box is not None
+        usage.mouse.move(box["x"] + box["width"] - 2, box["y"] + box["height"] / 2)
+        usage.locator("#chart-cost .u-legend .u-series").nth(1).filter(has_text=cost).wait_for()
+        assert usage.locator("#chart-cost-empty").is_hidden()
         assert usage.evaluate("window.fgNotReloaded") is True
         shoot(usage, "usage", lang)
         usage.select_option("#usage-group", "api_key_id")

@@ -8,7 +8,13 @@ from fastapi import APIRouter, Response, status
 from starlette.requests import Request
 
 from faregate.api.deps import ClientInfo, Ctx, CurrentUser
-from faregate.api.schemas_auth import MeOut, PasswordChangeIn, SessionListOut, SessionOut
+from faregate.api.schemas_auth import (
+    MeOut,
+    MePatchIn,
+    PasswordChangeIn,
+    SessionListOut,
+    SessionOut,
+)
 from faregate.api.security import clear_session_cookies
 from faregate.identity import accounts, profile
 from faregate.identity.rules import AuthRules
@@ -20,6 +26,12 @@ router = APIRouter(prefix="/me")
 async def me(ctx: Ctx, user: CurrentUser) -> MeOut:
     found = await ctx.db.run(profile.get_profile, user.user_id)
     return MeOut.of(found)
+
+
+@router.patch("", summary="Change your settings: the dashboard language")
+async def patch_me(body: MePatchIn, ctx: Ctx, user: CurrentUser) -> MeOut:
+    await ctx.db.run(profile.set_locale, user.user_id, body.locale)
+    return MeOut.of(await ctx.db.run(profile.get_profile, user.user_id))
 
 
 @router.post("/password", status_code=status.HTTP_204_NO_CONTENT,

@@ -99,6 +99,8 @@ class MeOut(BaseModel):
     organizations: list[MembershipOut]
     personal_organization_id: str
     created_at: dt.datetime
+    locale: str | None = Field(default=None, description="The dashboard language the user "
+                               "chose (en or zh-CN); null follows the browser.")
 
     @classmethod
     def of(cls, p: Profile) -> MeOut:
@@ -107,7 +109,12 @@ class MeOut(BaseModel):
                    organizations=[MembershipOut(id=o.id, name=o.name, role=o.role,
                                                 personal=o.personal) for o in p.organizations],
                    personal_organization_id=p.personal_organization_id,
-                   created_at=p.created_at)
+                   created_at=p.created_at, locale=p.locale)
+
+
+class MePatchIn(Body):
+    locale: Literal["en", "zh-CN"] | None = Field(description="The dashboard language; null "
+                                                 "follows the browser.")
 
 
 class SessionOut(BaseModel):

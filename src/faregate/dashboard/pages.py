@@ -70,9 +70,11 @@ PAGES = (
     Page("/keys", "keys.html", "keys.title", True, "nav.keys"),
     Page("/billing", "billing.html", "billing.title", True, "nav.billing"),
     Page("/usage", "usage.html", "usage.title", True, "nav.usage", script="usage.js"),
-    Page("/limits", "soon.html", "limits.title", True, "nav.limits"),
-    Page("/organization", "soon.html", "org.title", True, "nav.organization"),
-    Page("/settings", "soon.html", "settings.title", True, "nav.settings"),
+    Page("/limits", "limits.html", "limits.title", True, "nav.limits", script="account.js"),
+    Page("/organization", "organization.html", "org.title", True, "nav.organization",
+         script="account.js"),
+    Page("/settings", "settings.html", "settings.title", True, "nav.settings",
+         script="account.js"),
     Page("/phone", "phone.html", "phone.title", True),
 )
 NAV = [p for p in PAGES if p.nav]
@@ -105,7 +107,9 @@ class Dashboard:
     def render(self, request: Request, page: Page, user: SessionUser | None,
                **extra: Any) -> Response:
         accept = request.headers.get("accept-language")
-        lang = negotiate(accept, request.cookies.get(LANG_COOKIE))
+        # The remembered choice: this browser's cookie, else the signed-in user's setting.
+        chosen = request.cookies.get(LANG_COOKIE) or (user.locale if user else None)
+        lang = negotiate(accept, chosen)
 
         def t(key: str, **values: Any) -> str:
             return translate(lang, key, **values)

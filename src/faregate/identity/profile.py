@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from faregate.audit import trail
 from faregate.db.schema import sessions, users
-from faregate.errors import NotFound
+from faregate.errors import InvalidRequest, NotFound
 from faregate.identity import sessions as session_service
 from faregate.identity.orgs import OrgSummary, list_orgs
 
@@ -24,6 +24,7 @@ class Profile:
     organizations: list[OrgSummary]
     personal_organization_id: str
     created_at: dt.datetime
+    locale: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +45,20 @@ def get_profile(conn: sa.Connection, user_id: str) -> Profile:
     verified_phone = row.phone_verified_at is not None
     return Profile(row.id, row.email, row.email_verified_at is not None, verified_phone,
                    row.phone_masked if verified_phone else None, list_orgs(conn, user_id),
-                   row.organization_id, row.created_at)
+                   row.organization_id, row.created_at, row.locale)
+
+
+LOCALES = ("en", "zh-CN")
+
+
+def set_locale(conn: sa.Connection, user_id: str, locale: str | None) -> None:
+    """Remember the user's language for the dashboard (None: follow the browser)."""
+    if locale is not None and locale not in LOCALES:
+        raise InvalidRequest(f"locale must be one of {', '.join(LOCALES)}, or null.",
+                             param="locale", code="invalid_value")
+    done = conn.execute(users.update().where(users.c.id == user_id).values(locale=locale))
+    if done.rowcount != 1:
+        raise NotFound(f"no user with id {user_id!r}")
 
 
 def list_user_sessions(conn: sa.Connection, user_id: str, *, current_session_id: str,

@@ -25,6 +25,7 @@ class SessionUser:
     email: str
     email_verified: bool
     personal_organization_id: str
+    locale: str | None = None  # the language the user chose in the dashboard, if any
 
 
 def _hash(token: str, secret: bytes) -> str:
@@ -53,7 +54,8 @@ def authenticate(conn: sa.Connection, token: str, *, secret: bytes, idle_s: int,
     row = conn.execute(
         sa.select(sessions.c.id, sessions.c.user_id, sessions.c.expires_at,
                   sessions.c.last_seen_at, sessions.c.revoked_at, users.c.email,
-                  users.c.email_verified_at, users.c.organization_id, users.c.deactivated_at)
+                  users.c.email_verified_at, users.c.organization_id, users.c.deactivated_at,
+                  users.c.locale)
         .join(users, users.c.id == sessions.c.user_id)
         .where(sessions.c.token_hash == _hash(token, secret))).first()
     if (row is None or row.revoked_at is not None or row.deactivated_at is not None
@@ -63,7 +65,7 @@ def authenticate(conn: sa.Connection, token: str, *, secret: bytes, idle_s: int,
     if now - row.last_seen_at >= _TOUCH_EVERY:
         conn.execute(sessions.update().where(sessions.c.id == row.id).values(last_seen_at=now))
     return SessionUser(row.id, row.user_id, row.email, row.email_verified_at is not None,
-                       row.organization_id)
+                       row.organization_id, row.locale)
 
 
 def revoke(conn: sa.Connection, session_id: str) -> None:

@@ -164,6 +164,15 @@
       try { await api("POST", "/api/auth/signout"); } finally { location.href = "/signin"; }
     });
   }
+  // A signed-in user's language choice is remembered on their account too (PATCH /api/me),
+  // so another browser opens in it; the link itself sets this browser's cookie.
+  if (body.dataset.signedIn === "1") {
+    $$(".langs a[hreflang]").forEach((a) => a.addEventListener("click", async (e) => {
+      e.preventDefault();
+      try { await api("PATCH", "/api/me", { locale: a.getAttribute("hreflang") }); } catch (_) { /* the cookie still works */ }
+      location.href = a.href;
+    }));
+  }
   function notice(text, href, linkText) {
     const box = $("#notice");
     if (!box) return;
@@ -556,7 +565,7 @@
   // faregate.pages with the helpers below; the page's function runs once all scripts are in.
   window.faregate = {
     pages, api, t, $, $$, el, show, hide, onSubmit, fmtDate, fmtUsd, errorText, loadShell,
-    notice, takeToken, cookie, LANG,
+    notice, takeToken, cookie, LANG, UiError,
   };
   function start() {
     if (document.getElementById("org-select")) loadShell().catch(() => {});

@@ -1,60 +1,65 @@
-/* The Usage page: totals, two bar charts (SVG, drawn here: no chart library needed for bars),
-   a grouped table, CSV export, and a live feed of requests as they are billed (Server-Sent
-   Events, falling back to polling /recent). Costs keep every digit of a fraction of a cent. */
+/* The Usage page: totals, two bar charts (uPlot, vendored in static/vendor/), a grouped
+   table, CSV export, and a live feed of requests as they are billed (Server-Sent Events,
+   falling back to polling /recent). Costs keep every digit of a fraction of a cent. */
 "use strict";
 (() => {
   const F = window.faregate;
   const { t, $, el, api, fmtUsd, show, hide, errorText, LANG } = F;
-  const SVG = "http://www.w3.org/2000/svg";
   const DAY = 86400;
+  const HEIGHT = 200;
   const num = new Intl.NumberFormat(LANG);
   const compact = new Intl.NumberFormat(LANG, { notation: "compact", maximumFractionDigits: 1 });
+  const dayFmt = new Intl.DateTimeFormat(LANG, { month: "short", day: "numeric",
+    timeZone: "UTC" });
 
   function isoDay(date) { return date.toISOString().slice(0, 10); }
   function daysAgo(n) { return isoDay(new Date(Date.now() - n * DAY * 1000)); }
-  function dayLabel(posix) {
-    return new Intl.DateTimeFormat(LANG, { month: "short", day: "numeric", timeZone: "UTC" })
-      .format(new Date(posix * 1000));
-  }
-  function svg(tag, attrs, ...children) {
-    const node = document.createElementNS(SVG, tag);
-    for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
-    for (const c of children) node.append(c);
-    return node;
-  }
+  function dayLabel(posix) { return dayFmt.format(new Date(posix * 1000)); }
+  // An axis tick in dollars: fmtUsd keeps the digits of the decimal string it is given.
+  function usdTick(v) { return fmtUsd(Number(v.toPrecision(6)).toFixed(9)); }
 
-  // A bar chart: one bar per day, stacked series; the tallest day's value labels the top.
-  function barChart(box, days, series, format) {
-    const W = 640, H = 220, L = 8, R = 8, T = 22, B = 26;
-    const totals = days.map((_, i) => series.reduce((s, ser) => s + ser.values[i], 0));
-    const max = Math.max(0, ...totals);
-    const chart = svg("svg", { viewBox: `0 0 ${W} ${H}`, class: "bars",
-      preserveAspectRatio: "none", "aria-hidden": "true" });
-    chart.append(svg("line", { x1: L, x2: W - R, y1: H - B, y2: H - B, class: "axis" }));
-    if (max <= 0) {
-      chart.append(svg("text", { x: W / 2, y: H / 2, "text-anchor": "middle", class: "label" },
-        t("usage.chart_empty")));
-    } else {
-      const step = (W - L - R) / days.length;
-      const bw = Math.max(1, step * 0.7);
-      days.forEach((day, i) => {
-        let y = H - B;
-        series.forEach((ser) => {
-          const h = (ser.values[i] / max) * (H - T - B);
-          if (h <= 0) return;
-          y -= h;
-          const bar = svg("rect", { x: L + i * step + (step - bw) / 2, y, width: bw,
-            height: h, class: ser.cls });
-          bar.append(svg("title", {}, `${dayLabel(day)}: ${ser.label} ${format(ser.values[i])}`));
-          chart.append(bar);
-        });
-      });
-      chart.append(svg("text", { x: L, y: 14, class: "label" }, format(max)));
-      chart.append(svg("text", { x: L, y: H - 8, class: "label" }, dayLabel(days[0])));
-      chart.append(svg("text", { x: W - R, y: H - 8, "text-anchor": "end", class: "label" },
-        dayLabel(days[days.length - 1])));
+  // A bar chart of one value per UTC day (uPlot draws on a canvas; the legend shows the
+  // hovered day's values). `defs`: [{label, color, align}]; `fmt(value, series, index)`.
+  function barChart(box, defs, tick, fmt) {
+    const U = window.uPlot;
+    const width = () => Math.max(200, box.clientWidth);
+    const opts = {
+      width: width(), height: HEIGHT,
+      tzDate: (ts) => U.tzDate(new Date(ts * 1000), "Etc/UTC"),
+      cursor: { drag: { x: false, y: false }, points: { show: false } },
+      scales: {
+        // Half a day either side, so the first and last bars are whole (even for one day).
+        x: { time: true, range: (u, min, max) => {
+          const xs = u.data[0];
+          return xs.length ? [xs[0] - DAY / 2, xs[xs.length - 1] + DAY / 2] : [min, max];
+        } },
+        y: { range: (u, min, max) => [0, max > 0 ? max * 1.1 : 1] },
+      },
+      axes: [
+        { stroke: "#5b6472", grid: { show: false }, ticks: { show: false }, space: 64,
+          incrs: [DAY, 2 * DAY, 7 * DAY, 14 * DAY, 28 * DAY, 91 * DAY],
+          values: (u, splits) => splits.map(dayLabel) },
+        { stroke: "#5b6472", grid: { stroke: "#eceef2" }, ticks: { show: false },
+          filter: (u, splits) => splits.map((v) => (v > 0 ? v : null)),  // bars start at 0
+          values: (u, splits) => splits.map((v) => (v == null ? "" : tick(v))),
+          size: (u, values) => 16 + 7 * Math.max(2, ...(values || []).map((v) => v.length)) },
+      ],
+      series: [
+        { label: t("usage.col.day"), value: (u, v) => (v == null ? "–" : dayLabel(v)) },
+        ...defs.map((d, i) => ({
+          label: d.label, fill: d.color, stroke: d.color, width: 0, points: { show: false },
+          paths: U.paths.bars({ size: [defs.length > 1 ? 0.4 : 0.7, 48], align: d.align || 0 }),
+          value: (u, v, si, idx) => (idx == null || v == null ? "–" : fmt(v, i, idx)),
+        })),
+      ],
+    };
+    const chart = new U(opts, [[], ...defs.map(() => [])], box);
+    if (window.ResizeObserver) {
+      new ResizeObserver(() => {
+        if (width() !== chart.width) chart.setSize({ width: width(), height: HEIGHT });
+      }).observe(box);
     }
-    box.replaceChildren(chart);
+    return chart;
   }
 
   F.pages.usage = async () => {
@@ -67,6 +72,13 @@
       ({ org } = await F.loadShell());
     } catch (err) { show(error, errorText(err)); return; }
     const base = `/api/orgs/${encodeURIComponent(org)}/usage`;
+    let costs = [];
+    const costChart = barChart($("#chart-cost"), [{ label: t("usage.cost"), color: "#2f6fde" }],
+      usdTick, (v, i, idx) => fmtUsd(costs[idx]));
+    const tokenChart = barChart($("#chart-tokens"), [
+      { label: t("usage.input_tokens"), color: "#7aa5ef", align: -1 },
+      { label: t("usage.output_tokens"), color: "#1f4fa8", align: 1 },
+    ], (v) => compact.format(v), (v) => num.format(v));
     range.addEventListener("change", () => {
       const custom = range.value === "custom";
       $("#usage-custom-start").hidden = !custom;
@@ -125,13 +137,14 @@
       const byDay = new Map(series.buckets.map((b) => [b.start, b.results[0]]));
       const days = [];
       for (let d = Math.floor(series.start / DAY) * DAY; d < series.end; d += DAY) days.push(d);
-      const pick = (f) => days.map((d) => Number((byDay.get(d) || {})[f] || 0));
-      barChart($("#chart-cost"), days, [{ values: pick("cost_usd"), cls: "bar-cost",
-        label: t("usage.cost") }], (v) => fmtUsd(v));
-      barChart($("#chart-tokens"), days, [
-        { values: pick("input_tokens"), cls: "bar-input", label: t("usage.input_tokens") },
-        { values: pick("output_tokens"), cls: "bar-output", label: t("usage.output_tokens") },
-      ], (v) => compact.format(v));
+      const pick = (f) => days.map((d) => (byDay.get(d) || {})[f] || 0);
+      costs = pick("cost_usd");  // decimal strings: the legend shows them exactly
+      const input = pick("input_tokens").map(Number);
+      const output = pick("output_tokens").map(Number);
+      costChart.setData([days, costs.map(Number)]);
+      tokenChart.setData([days, input, output]);
+      $("#chart-cost-empty").hidden = costs.some((c) => Number(c) > 0);
+      $("#chart-tokens-empty").hidden = input.some((v) => v > 0) || output.some((v) => v > 0);
 
       $("#usage-group-col").textContent = t("usage.by." + group.value);
       const rows = summary.data.slice().sort((a, b) => b.cost_nano_usd - a.cost_nano_usd);
