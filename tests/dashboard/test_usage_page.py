@@ -1,14 +1,18 @@
-"""The Usage page over plain HTTP against a real server (no browser): it renders for a member
-under the strict CSP, its script and the vendored chart library are served by Faregate itself,
-and the API calls the script makes (the same query strings) answer. The browser journey in
-test_browser.py shows a call's cost on the open page."""
+"""The Usage page against a real server: over plain HTTP, it renders for a member under the
+strict CSP, its script and the vendored chart library are served by Faregate itself, and the
+API calls the script makes (the same query strings) answer; in Chromium, a browser without
+EventSource still sees a new call by polling. The journey in test_browser.py shows a call's
+exact cost on the open page through the live stream."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
+from faregate.console.actions import grant_credit
 from faregate.dashboard.pages import CSP, STATIC_DIR
+from faregate.kit.money import nano_to_usd
 from tests.e2e.api_client import verified_owner
 from tests.e2e.fixtures_gateway import Gateway
 from tests.e2e.sse_client import SseStream
@@ -66,3 +70,34 @@ def test_usage_page_and_its_assets(gw: Gateway) -> None:
         assert live.status == 200
     finally:
         live.close()
+
+
+def test_live_view_falls_back_to_polling(gw: Gateway, chromium: Any) -> None:
+    user, org = verified_owner(gw.dep, gw.server.base_url)
+    with gw.dep.engine.begin() as conn:
+        grant_credit(conn, org, 10**9, reason="test", actor="test")
+    key = user.post(f"/api/orgs/{org}/keys", {"name": "poll key"}).json()["key"]
+    base = gw.server.base_url
+    context = chromium.new_context(locale="en-US")  # type: ignore[attr-defined]
+    try:
+        context.add_init_script("delete window.EventSource")  # an old or locked-down browser
+        context.add_cookies([{"name": c.name, "value": c.value, "url": base}
+                             for c in user.http.cookies.jar])
+        page = context.new_page()
+        page.set_default_timeout(60_000)
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(base + "/usage")
+        page.locator("#live-state").filter(has_text="Updating every 2 s").wait_for()
+        raw = gw.client(key).chat.completions.with_raw_response.create(
+            model="faregate-dev", messages=[{"role": "user", "content": "Hello!"}])
+        rid = raw.headers["x-request-id"]
+        charged = gw.record(key, rid)["charged_nano_usd"]
+        row = page.locator(f'#live-table tr[data-request-id="{rid}"]')
+        row.wait_for()
+        whole, _, frac = nano_to_usd(charged).partition(".")
+        assert f"${whole}.{frac.ljust(2, '0')}" in row.inner_text()  # every digit
+        assert "poll key" in row.inner_text()
+        assert errors == []
+    finally:
+        context.close()

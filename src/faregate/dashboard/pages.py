@@ -42,6 +42,14 @@ STATIC_PREFIX = "/static/app"
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "font-src 'self'; connect-src 'self'; frame-ancestors 'none'; form-action 'self'; "
        "base-uri 'none'; object-src 'none'")
+# In `stripe` mode the card form is Stripe's (Elements): Stripe.js must come from Stripe, its
+# fields are Stripe's frames, and it talks to Stripe's API (Stripe's published CSP needs).
+STRIPE_JS = "https://js.stripe.com/v3/"
+STRIPE_CSP = ("default-src 'self'; script-src 'self' https://js.stripe.com; style-src 'self'; "
+              "img-src 'self' data: https://*.stripe.com; font-src 'self'; "
+              "connect-src 'self' https://api.stripe.com; "
+              "frame-src https://js.stripe.com https://hooks.stripe.com; "
+              "frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'")
 SECURITY_HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
@@ -68,7 +76,7 @@ PAGES = (
     Page("/forgot-password", "forgot_password.html", "forgot.title", False),
     Page("/reset-password", "reset_password.html", "reset.title", False),
     Page("/keys", "keys.html", "keys.title", True, "nav.keys"),
-    Page("/billing", "billing.html", "billing.title", True, "nav.billing"),
+    Page("/billing", "billing.html", "billing.title", True, "nav.billing", script="billing.js"),
     Page("/usage", "usage.html", "usage.title", True, "nav.usage", script="usage.js"),
     Page("/limits", "limits.html", "limits.title", True, "nav.limits", script="account.js"),
     Page("/organization", "organization.html", "org.title", True, "nav.organization",
@@ -100,6 +108,9 @@ class Dashboard:
                                autoescape=select_autoescape(default=True),
                                trim_blocks=True, lstrip_blocks=True)
         self.versions = _asset_versions()
+        self.stripe = settings.payments_processor == "stripe"
+        self.headers = {**SECURITY_HEADERS, "Content-Security-Policy": STRIPE_CSP} \
+            if self.stripe else SECURITY_HEADERS
 
     def static(self, name: str) -> str:
         return f"{STATIC_PREFIX}/{name}?v={self.versions.get(name, '0')}"
@@ -122,10 +133,11 @@ class Dashboard:
             "here": quote(request.url.path, safe="/"),
             "countries": countries(lang), "region": region_of(accept, lang),
             "scopes": list(SCOPES), "password_min": self.settings.password_min_length,
+            "stripe_js": STRIPE_JS if self.stripe and page.path == "/billing" else None,
             **extra,
         }
         body = self.env.get_template(page.template).render(context)
-        return HTMLResponse(body, headers=SECURITY_HEADERS)
+        return HTMLResponse(body, headers=self.headers)
 
     def endpoint(self, page: Page) -> Callable[[Request], Awaitable[Response]]:
         async def show(request: Request) -> Response:

@@ -18,9 +18,10 @@
   // An axis tick in dollars: fmtUsd keeps the digits of the decimal string it is given.
   function usdTick(v) { return fmtUsd(Number(v.toPrecision(6)).toFixed(9)); }
 
-  // A bar chart of one value per UTC day (uPlot draws on a canvas; the legend shows the
-  // hovered day's values). `defs`: [{label, color, align}]; `fmt(value, series, index)`.
-  function barChart(box, defs, tick, fmt) {
+  // A bar chart of one value per UTC day (uPlot draws on a canvas). The legend shows the
+  // hovered day's values, or the whole range's totals: `defs`: [{label, color, align}];
+  // `legend(series, index)` with index null for the total.
+  function barChart(box, defs, tick, legend) {
     const U = window.uPlot;
     const width = () => Math.max(200, box.clientWidth);
     const opts = {
@@ -45,11 +46,16 @@
           size: (u, values) => 16 + 7 * Math.max(2, ...(values || []).map((v) => v.length)) },
       ],
       series: [
-        { label: t("usage.col.day"), value: (u, v) => (v == null ? "–" : dayLabel(v)) },
+        { label: t("usage.col.day"), value: (u, v) => {
+          if (v != null) return dayLabel(v);
+          const xs = u.data[0];
+          if (xs.length < 2) return xs.length ? dayLabel(xs[0]) : "–";
+          return `${dayLabel(xs[0])} – ${dayLabel(xs[xs.length - 1])}`;
+        } },
         ...defs.map((d, i) => ({
           label: d.label, fill: d.color, stroke: d.color, width: 0, points: { show: false },
           paths: U.paths.bars({ size: [defs.length > 1 ? 0.4 : 0.7, 48], align: d.align || 0 }),
-          value: (u, v, si, idx) => (idx == null || v == null ? "–" : fmt(v, i, idx)),
+          value: (u, v, si, idx) => (u.data[0].length ? legend(i, idx) : "–"),
         })),
       ],
     };
@@ -72,13 +78,16 @@
       ({ org } = await F.loadShell());
     } catch (err) { show(error, errorText(err)); return; }
     const base = `/api/orgs/${encodeURIComponent(org)}/usage`;
-    let costs = [];
+    let costs = [];  // per day, decimal strings: the legend shows them exactly
+    let tokens = [[], []];
+    let total = null;
     const costChart = barChart($("#chart-cost"), [{ label: t("usage.cost"), color: "#2f6fde" }],
-      usdTick, (v, i, idx) => fmtUsd(costs[idx]));
+      usdTick, (i, idx) => fmtUsd(idx == null ? total.cost_usd : costs[idx]));
     const tokenChart = barChart($("#chart-tokens"), [
       { label: t("usage.input_tokens"), color: "#7aa5ef", align: -1 },
       { label: t("usage.output_tokens"), color: "#1f4fa8", align: 1 },
-    ], (v) => compact.format(v), (v) => num.format(v));
+    ], (v) => compact.format(v), (i, idx) => num.format(idx != null ? tokens[i][idx]
+      : total[i ? "output_tokens" : "input_tokens"]));
     range.addEventListener("change", () => {
       const custom = range.value === "custom";
       $("#usage-custom-start").hidden = !custom;
@@ -123,7 +132,7 @@
         api("GET", `${base}/summary?${grouped}`),
       ]);
       $("#usage-csv").href = `${base}/export.csv?width=1d&${grouped}`;
-      const total = summary.total;
+      total = summary.total;
       $("#usage-cost").textContent = fmtUsd(total.cost_usd);
       $("#usage-requests").textContent = num.format(total.requests);
       $("#usage-input").textContent = num.format(total.input_tokens);
@@ -138,11 +147,13 @@
       const days = [];
       for (let d = Math.floor(series.start / DAY) * DAY; d < series.end; d += DAY) days.push(d);
       const pick = (f) => days.map((d) => (byDay.get(d) || {})[f] || 0);
-      costs = pick("cost_usd");  // decimal strings: the legend shows them exactly
-      const input = pick("input_tokens").map(Number);
-      const output = pick("output_tokens").map(Number);
+      costs = pick("cost_usd");
+      tokens = [pick("input_tokens").map(Number), pick("output_tokens").map(Number)];
+      const [input, output] = tokens;
       costChart.setData([days, costs.map(Number)]);
       tokenChart.setData([days, input, output]);
+      costChart.setLegend();  // the totals, unless a day is hovered
+      tokenChart.setLegend();
       $("#chart-cost-empty").hidden = costs.some((c) => Number(c) > 0);
       $("#chart-tokens-empty").hidden = input.some((v) => v > 0) || output.some((v) => v > 0);
 
