@@ -17,6 +17,7 @@ import openai
 import pytest
 
 from faregate.billing.state import suspend
+from faregate.console.actions import set_org_active
 from faregate.dashboard.i18n import catalog
 from faregate.kit.money import nano_to_usd
 from tests.e2e.api_client import (
@@ -325,3 +326,28 @@ def test_suspended_organization_sees_why(gw: Gateway, chromium: Any) -> None:
         shoot(page, "billing-suspended", "en")
     finally:
         context.close()
+
+
+def test_deactivated_organization_sees_why(gw: Gateway, chromium: Any) -> None:
+    user = verified_user(gw.dep, gw.server.base_url)
+    email = user.get("/api/me").json()["email"]
+    org = user.get("/api/me").json()["personal_organization_id"]
+    user.close()
+    with gw.dep.engine.begin() as conn:
+        set_org_active(conn, org, active=False, reason="unpaid invoice", actor="test")
+    for lang in ("en", "zh-CN"):
+        msg = catalog(lang)
+        context = chromium.new_context(locale=lang, viewport={"width": 1440, "height": 900})
+        page = context.new_page()
+        page.set_default_timeout(WAIT_MS)
+        try:
+            page.goto(gw.server.base_url + "/signin")
+            page.get_by_label(msg["field.email"]).fill(email)
+            page.get_by_label(msg["field.password"]).fill(PASSWORD)
+            page.get_by_role("button", name=msg["signin.submit"]).click()
+            page.wait_for_url("**/keys")
+            banner = msg["org.deactivated_banner"].format(reason="unpaid invoice")
+            page.locator("#notice").get_by_text(banner).wait_for()
+            shoot(page, "deactivated", lang)
+        finally:
+            context.close()

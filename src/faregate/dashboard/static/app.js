@@ -149,6 +149,14 @@
       }
       // A suspended organization says so on every page (members who cannot read the
       // billing simply see no banner).
+      // A deactivated organization says why and what to do, on every page.
+      api("GET", `/api/orgs/${encodeURIComponent(org)}`).then((o) => {
+        if (o.deactivated) {
+          notice(t("org.deactivated_banner", { reason: o.deactivated_reason || "–" }));
+          const box = $("#notice");
+          if (box) box.classList.replace("banner-warn", "banner-danger");
+        }
+      }).catch(() => {});
       api("GET", `/api/orgs/${encodeURIComponent(org)}/billing`).then((b) => {
         if (b.status === "suspended" && body.dataset.page !== "billing") {
           notice(t("billing.suspended"), "/billing", t("billing.fix"));
