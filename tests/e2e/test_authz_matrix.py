@@ -24,7 +24,8 @@ PUBLIC = {
 # Endpoints about the signed-in user themself (no organization in the path).
 PERSONAL = {
     ("POST", "/api/auth/verify-email/resend"),
-    ("GET", "/api/me"), ("POST", "/api/me/password"), ("GET", "/api/me/sessions"),
+    ("GET", "/api/me"), ("PATCH", "/api/me"), ("POST", "/api/me/password"),
+    ("GET", "/api/me/sessions"),
     ("DELETE", "/api/me/sessions/{session_id}"), ("GET", "/api/me/phone"),
     ("POST", "/api/me/phone/code"), ("POST", "/api/me/phone/verify"), ("GET", "/api/orgs"),
     ("POST", "/api/invitations/accept"), ("GET", "/api/billing/config"),
@@ -64,6 +65,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/auth/verify-email"): {"token": "x"},
     ("POST", "/api/auth/password-reset"): {"email": "x@example.com"},
     ("POST", "/api/auth/password-reset/confirm"): {"token": "x", "password": PASSWORD},
+    ("PATCH", "/api/me"): {"locale": "en"},
     ("POST", "/api/me/password"): {"current_password": "wrong", "new_password": PASSWORD},
     ("POST", "/api/me/phone/code"): {"phone": "+447400123456"},
     ("POST", "/api/me/phone/verify"): {"code": "000000"},
