@@ -64,12 +64,12 @@ async def _signed_in(request: Request) -> SessionUser | None:
     return await optional_session(request, get_ctx(request))
 
 
-def _nosniff(send: Send) -> Send:
-    """/v1's responses get the one security header that matters for an API (kept lean: the
-    relay's other headers are its own)."""
+def _nosniff(send: Send, extra: list[tuple[bytes, bytes]]) -> Send:
+    """/v1's responses get the security headers that matter for an API, nosniff and HSTS
+    when configured (kept lean: the relay's other headers are its own)."""
     async def sending(message: Message) -> None:
         if message["type"] == "http.response.start":
-            message["headers"] = [*message.get("headers", ()), NOSNIFF]
+            message["headers"] = [*message.get("headers", ()), *extra]
         await send(message)
     return sending
 
@@ -101,12 +101,13 @@ class FaregateApp:
         self.web.state.sandbox_mounted = False
         self.guarded_web = Guard(self.web, max_body_bytes=settings.max_api_body_bytes,
                                  hsts_max_age_s=settings.hsts_max_age_s)
+        self.v1_headers = [NOSNIFF, *self.guarded_web.hsts]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             path: str = scope["path"]
             if path.startswith("/v1/") and self.gateway is not None:
-                await self.gateway(scope, receive, _nosniff(send))
+                await self.gateway(scope, receive, _nosniff(send, self.v1_headers))
                 return
             if path.startswith("/_dev/") and self.settings.dev_model:
                 await self.devmodel({**scope, "path": path[5:], "raw_path": None},

@@ -118,6 +118,20 @@ class UpstreamUnavailable(FaregateError):
     code = "upstream_unavailable"
 
 
+class DatabaseUnavailable(FaregateError):
+    """The database cannot be reached (restarting, failing over, out of connections): the
+    request changed nothing and may be retried."""
+
+    status = 503
+    type = "server_error"
+    code = "service_unavailable"
+
+    def __init__(self) -> None:
+        super().__init__("The service is briefly unavailable (its database cannot be reached). "
+                         "Nothing was charged; please retry in a moment.",
+                         headers={"retry-after": "1"})
+
+
 class UpstreamTimeout(FaregateError):
     status = 504
     type = "timeout_error"

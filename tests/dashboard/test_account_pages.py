@@ -57,14 +57,20 @@ def test_limits_organization_and_settings(gw: Gateway, chromium: Any) -> None:
         page.get_by_role("link", name=msg["nav.organization"]).click()
         page.locator("#members-table tbody tr").filter(has_text=email).wait_for()  # loaded
         page.get_by_label(msg["org.name"]).fill("Acme Research")
-        page.get_by_role("button", name=msg["org.rename"]).click()
+        page.locator("#rename-org-form").get_by_role("button", name=msg["org.rename"]).click()
         page.locator("#rename-org-form .ok").wait_for()
         page.locator("#invite-form").get_by_label(msg["field.email"]).fill("bob@example.com")
         page.get_by_role("button", name=msg["org.invite_submit"]).click()
         page.locator("#invitations-table tbody tr").filter(has_text="bob@example.com").wait_for()
         page.get_by_label(msg["org.new_project"]).fill("Research")
         page.get_by_role("button", name=msg["org.create_project"]).click()
-        page.locator("#projects-table tbody tr").filter(has_text="Research").wait_for()
+        created = page.locator("#projects-table tbody tr").filter(has_text="Research")
+        created.get_by_role("button", name=msg["org.rename"]).click()
+        page.get_by_label(msg["org.project_name"], exact=True).fill("Research lab")
+        page.locator("#project-rename-form").get_by_role("button", name=msg["org.rename"]).click()
+        page.locator("#projects-table tbody tr").filter(has_text="Research lab").wait_for()
+        assert gw.dep.query("SELECT count(*) FROM projects WHERE organization_id = :o "
+                            "AND name = 'Research lab'", o=org)[0][0] == 1
         shoot(page, "organization", "en")
         assert gw.dep.query("SELECT name FROM organizations WHERE id = :o", o=org)[0][0] == (
             "Acme Research")

@@ -1,9 +1,10 @@
 """The operator console's web pages (/admin) in a real browser against a real server: an admin
 signs in with password + TOTP (a wrong code is refused inline), finds a user, grants credit
-(the balance on the page and in the ledger change), deactivates the organization, and finds
-both actions in the audit trail with actor, target and the change; a support operator sees
-the overview without the forms that change things, and adds a note. Screenshots of every
-console page in both languages."""
+(the balance on the page and in the ledger change), is refused a refund of an unknown payment
+on the form, resets the member's phone, deactivates the organization, and finds the actions in
+the audit trail with actor, target and the change; a support operator sees the overview
+without the forms that change things, and adds a note. Screenshots of every console page in
+both languages."""
 
 from __future__ import annotations
 
@@ -28,8 +29,8 @@ def test_admin_and_support_in_the_console(gw: Gateway, chromium: Any) -> None:
     admin = create_operator(gw.dep, "admin@ops.example.com", "admin")
     support = create_operator(gw.dep, "support@ops.example.com", "support")
     user = verified_user(gw.dep, base)
-    email = user.get("/api/me").json()["email"]
-    org = user.get("/api/me").json()["personal_organization_id"]
+    me = user.get("/api/me").json()
+    email, org, user_id = me["email"], me["personal_organization_id"], me["id"]
     user.close()
 
     msg = catalog("en")
@@ -70,6 +71,21 @@ def test_admin_and_support_in_the_console(gw: Gateway, chromium: Any) -> None:
         assert gw.dep.balance_of_org(org)[0] == 2_500_000_000
         page.locator("#org-ledger tbody tr").filter(has_text="welcome credit").wait_for()
 
+        # A refund of a payment the organization never made is refused on the form.
+        refund = page.locator("#refund-form")
+        refund.get_by_label(msg["admin.field.payment_id"]).fill("pi_unknown")
+        refund.get_by_label(msg["admin.field.reason"]).fill("customer asked")
+        refund.get_by_role("button", name=msg["admin.action.refund"]).click()
+        refund.get_by_text(msg["admin.error.not_found"]).wait_for()
+        assert gw.dep.balance_of_org(org)[0] == 2_500_000_000
+
+        # Reset the member's phone number.
+        phone = page.locator("#phone-form")
+        assert phone.get_by_label(msg["admin.field.member"]).input_value() == user_id
+        phone.get_by_label(msg["admin.field.reason"]).fill("lost their phone")
+        phone.get_by_role("button", name=msg["admin.action.reset_phone"]).click()
+        phone.get_by_text(msg["admin.done.reset_phone"]).wait_for()
+
         # Deactivate.
         form = page.locator("#activation-form")
         form.get_by_label(msg["admin.field.reason"]).fill("chargeback fraud")
@@ -88,6 +104,12 @@ def test_admin_and_support_in_the_console(gw: Gateway, chromium: Any) -> None:
             assert f"operator:{admin.id}" in row.inner_text()
             assert org in row.inner_text()
         assert "chargeback fraud" in page.locator("#admin-audit tbody").inner_text()
+        page.get_by_label(msg["admin.col.organization"]).fill("")
+        page.get_by_label(msg["admin.col.action"]).fill("user.*")
+        page.get_by_role("button", name=msg["admin.search.submit"]).click()
+        row = page.locator("#admin-audit tbody tr").filter(has_text="user.phone_reset")
+        row.wait_for()
+        assert user_id in row.inner_text() and f"operator:{admin.id}" in row.inner_text()
         shoot(page, "admin-audit", "en")
 
         page.get_by_role("link", name=msg["admin.nav.models"]).click()

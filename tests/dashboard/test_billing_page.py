@@ -48,7 +48,9 @@ def test_receipts_history_auto_recharge_and_codes(gw: Gateway, chromium: Any) ->
             page.get_by_text(msg["billing.3ds_prompt"]).wait_for()
             page.get_by_role("button", name=msg["billing.3ds_complete"]).click()
             page.locator("#methods").filter(has_text="3155").wait_for()
-            page.locator("#presets").get_by_text(fmt_usd(5, lang), exact=True).click()
+            # Another amount than the presets (typing it clears the preset choice).
+            page.get_by_label(msg["field.custom_amount"]).fill("5")
+            assert not page.locator("#presets input:checked").count()
             page.get_by_role("button", name=msg["billing.topup_submit"]).click()
 
             # The receipt and the credit history, without reloading.
@@ -64,8 +66,12 @@ def test_receipts_history_auto_recharge_and_codes(gw: Gateway, chromium: Any) ->
             # Auto-recharge: saved, and still there after a reload.
             page.get_by_label(msg["billing.auto_enabled"]).check()
             page.get_by_label(msg["billing.auto_threshold"]).fill("2")
+            page.get_by_label(msg["billing.auto_amount"]).fill("500")  # over the top-up range
+            save = page.locator("#auto-form").get_by_role("button", name=msg["common.save"])
+            save.click()
+            page.locator("#auto-form .error").filter(has_text=fmt_usd(50, lang)).wait_for()
             page.get_by_label(msg["billing.auto_amount"]).fill("20")
-            page.locator("#auto-form").get_by_role("button", name=msg["common.save"]).click()
+            save.click()
             page.get_by_text(msg["billing.auto_saved"]).wait_for()
             page.reload()
             page.locator("#receipts-table tbody tr").first.wait_for()

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi_offline import FastAPIOffline
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -30,7 +32,8 @@ from faregate.api import (
     webhook_routes,
 )
 from faregate.api.deps import csrf_guard
-from faregate.errors import FaregateError
+from faregate.db.outage import UNAVAILABLE
+from faregate.errors import DatabaseUnavailable, FaregateError
 
 _TAGS = [
     {"name": "auth", "description": "Sign up, sign in, email verification, password reset."},
@@ -49,6 +52,8 @@ _TAGS = [
 ]
 
 
+log = logging.getLogger("faregate.api")
+
 def _error(status: int, message: str, *, code: str | None, param: str | None = None,
            type_: str = "invalid_request_error",
            headers: dict[str, str] | None = None) -> JSONResponse:
@@ -59,6 +64,22 @@ def _error(status: int, message: str, *, code: str | None, param: str | None = N
 async def _faregate_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, FaregateError)
     return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers or None)
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("database unavailable: %s", type(exc).__name__)
+    return await _faregate_error(request, DatabaseUnavailable())
+
+
+async def _out_of_range(request: Request, exc: Exception) -> JSONResponse:
+    """A value from the request the database cannot hold: an id or cursor past 64 bits, a
+    time before the year 1 in UTC. Any other statement error is a bug (500)."""
+    if isinstance(exc, sa_exc.StatementError) and not isinstance(exc, sa_exc.DataError) \
+            and not isinstance(exc.orig, OverflowError):
+        raise exc
+    log.warning("out-of-range value in %s %s: %s", request.method, request.url.path,
+                type(exc).__name__)
+    return _error(400, "A value in the request is out of range.", code="invalid_value")
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -92,6 +113,10 @@ def create_web(lifespan: Callable[[Any], AbstractAsyncContextManager[None]],
     app.add_exception_handler(FaregateError, _faregate_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
+    for outage in UNAVAILABLE:
+        app.add_exception_handler(outage, _database_unavailable)
+    for out_of_range in (OverflowError, sa_exc.StatementError):  # found by tests/hardening
+        app.add_exception_handler(out_of_range, _out_of_range)
     api = APIRouter(prefix="/api", dependencies=[Depends(csrf_guard)])
     api.include_router(auth_routes.router, tags=["auth"])
     api.include_router(me_routes.router, tags=["me"])

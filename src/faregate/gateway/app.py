@@ -9,7 +9,8 @@ from typing import Any
 
 from faregate.api_keys.scopes import ENDPOINT_SCOPE
 from faregate.api_keys.service import Principal
-from faregate.errors import AuthenticationFailed, FaregateError, NotFound
+from faregate.db.outage import UNAVAILABLE
+from faregate.errors import AuthenticationFailed, DatabaseUnavailable, FaregateError, NotFound
 from faregate.gateway.admin_usage import PREFIX as ADMIN_PREFIX
 from faregate.gateway.admin_usage import serve_admin
 from faregate.gateway.asgi_io import (
@@ -18,10 +19,10 @@ from faregate.gateway.asgi_io import (
     Scope,
     Send,
     header,
-    read_body,
     send_error,
     send_json,
 )
+from faregate.gateway.bodylimit import check_declared, read_capped
 from faregate.gateway.model_list import listed_models, one_model
 from faregate.gateway.parse import PARSERS, decode_body
 from faregate.gateway.prepare import prepare
@@ -65,6 +66,11 @@ class GatewayApp:
                 await send_error(send, error, headers)
         except ClientGone:
             return
+        except UNAVAILABLE as exc:
+            log.warning("database unavailable: %s", type(exc).__name__,
+                        extra={"request_id": rid})
+            if not started["value"]:
+                await send_error(send, DatabaseUnavailable(), headers)
         except Exception:
             log.exception("unhandled error in /v1", extra={"request_id": rid})
             if not started["value"]:
@@ -87,6 +93,8 @@ class GatewayApp:
         if (endpoint is not None and method != "POST") or (endpoint is None and method != "GET"):
             raise MethodNotAllowed(f"Method not allowed ({method} {path})")
         gw = self.state
+        if endpoint is not None:  # a declared body over the cap: 413 before anything else
+            check_declared(scope, gw.settings.max_request_body_bytes)
         principal = await gw.auth.authenticate(header(scope, b"authorization"),
                                                client_ip(scope, gw.trusted_proxies))
         _check_scope(principal, endpoint or ("requests" if path.startswith("/v1/faregate/")
@@ -102,7 +110,7 @@ class GatewayApp:
     async def _call(self, endpoint: str, receive: Receive, send: Send, rid: str,
                     headers: list[tuple[bytes, bytes]], principal: Principal) -> None:
         gw = self.state
-        raw = await read_body(receive, gw.settings.max_request_body_bytes)
+        raw = await read_capped(receive, gw.settings.max_request_body_bytes)
         call = PARSERS[endpoint](decode_body(raw))
         if gw.rates is not None:  # RPM/TPM by usage tier and key, before anything is reserved
             headers += await gw.rates.check(principal, call, len(raw), gw.catalog.snapshot)

@@ -42,6 +42,7 @@ class Guard:
         extra = [(b"strict-transport-security",
                   f"max-age={hsts_max_age_s}; includeSubDomains".encode())] \
             if hsts_max_age_s else []
+        self.hsts = extra  # /v1 gets only nosniff and this (faregate/app.py)
         self.common = [*_COMMON, *extra]
         self.api = [*self.common, _NO_STORE]
 

@@ -458,7 +458,6 @@
     }
   };
 
-  // Card brand from the first digits (display only: the processor decides).
   // Page scripts (static/pages/<name>.js, loaded after this one) add their function to
   // faregate.pages with the helpers below; the page's function runs once all scripts are in.
   window.faregate = {

@@ -82,6 +82,7 @@
     const { base, owner, me, detail } = ctx;
     $("#org-name").value = detail.name;
     $("#org-name").disabled = !owner;
+    let renaming = null;
     async function load() {
       const [members, projects, invitations] = await Promise.all([
         api("GET", `${base}/members`), api("GET", `${base}/projects`),
@@ -114,6 +115,14 @@
       $("#invitations-empty").hidden = invitations.data.length > 0;
       $("#projects-table tbody").replaceChildren(...projects.data.map((p) => {
         const actions = el("td", { class: "actions" });
+        if (owner) {
+          actions.append(el("button", { type: "button", class: "btn btn-small", onclick: () => {
+            renaming = p;
+            $("#project-new-name").value = p.name;
+            hide($(".error", $("#project-rename-form")));
+            $("#project-dialog").showModal();
+          } }, t("org.rename")));
+        }
         if (owner && !p.is_default) {
           actions.append(el("button", { type: "button", class: "btn btn-small", onclick: async () => {
             try { await api("PATCH", `${base}/projects/${encodeURIComponent(p.id)}`, { archived: !p.archived }); await load(); }
@@ -132,6 +141,11 @@
     onSubmit($("#invite-form"), async (f) => {
       await api("POST", `${base}/invitations`, { email: String(f.get("email")).trim(), role: f.get("role") });
       $("#invite-form").reset();
+      await load();
+    });
+    onSubmit($("#project-rename-form"), async (f) => {
+      await api("PATCH", `${base}/projects/${encodeURIComponent(renaming.id)}`, { name: String(f.get("name")).trim() });
+      $("#project-dialog").close();
       await load();
     });
     onSubmit($("#project-form"), async (f) => {
@@ -171,7 +185,7 @@
     async function loadSessions() {
       const list = await api("GET", "/api/me/sessions");
       $("#sessions-table tbody").replaceChildren(...list.data.map((s) => el("tr", {},
-        cell(s.user_agent || "–"), cell(s.ip || "–"), cell(fmtDate(s.last_seen_at)),
+        cell(s.user_agent || "–", "ua"), cell(s.ip || "–"), cell(fmtDate(s.last_seen_at)),
         el("td", { class: "actions" }, s.current ? el("span", { class: "pill pill-active" }, t("settings.this_device"))
           : el("button", { type: "button", class: "btn btn-small", onclick: async () => {
             try { await api("DELETE", `/api/me/sessions/${encodeURIComponent(s.id)}`); await loadSessions(); }

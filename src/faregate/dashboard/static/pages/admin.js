@@ -23,6 +23,7 @@
       return t("admin.error." + err.code);
     }
     if (err.code && t("error." + err.code) !== "error." + err.code) return t("error." + err.code);
+    if (err.status === 404) return t("admin.error.not_found");
     return err.message || t("error.unknown");
   }
   async function csrf() {
@@ -171,21 +172,12 @@
         el("span", { class: "muted" }, `${fmtDate(n.created_at)} · ${n.operator_id}`), el("p", {}, n.body))));
       rows("#org-ledger", org.ledger, (e) => el("tr", {},
         cell(fmtDate(e.created_at)), cell(e.kind), cell(fmtUsd(e.amount.usd), "num"), cell(e.reason), cell(e.actor)));
-      rows("#org-members", org.members, (m) => {
-        const actions = el("td", {});
-        if (me.role === "admin") {
-          actions.append(el("button", { type: "button", class: "btn btn-small", onclick: async () => {
-            const reason = prompt(t("admin.field.reason"));  // eslint-disable-line no-alert
-            if (!reason) return;
-            try {
-              await api("POST", `/users/${encodeURIComponent(m.user_id)}/reset-phone`, { reason });
-              show(topError(), t("admin.done.reset_phone"));
-            } catch (err) { fail(err); }
-          } }, t("admin.action.reset_phone")));
-        }
-        return el("tr", {}, cell(m.email), cell(m.role),
-          el("td", {}, pill(!m.deactivated, t("admin.status.active"), t("admin.status.deactivated"))), actions);
-      });
+      rows("#org-members", org.members, (m) => el("tr", {}, cell(m.email), cell(m.role),
+        el("td", {}, pill(!m.deactivated, t("admin.status.active"), t("admin.status.deactivated")))));
+      const member = $("#phone-user");
+      const chosen = member.value;
+      member.replaceChildren(...org.members.map((m) => el("option", { value: m.user_id }, m.email)));
+      if (chosen) member.value = chosen;
       rows("#org-keys", org.keys, (k) => el("tr", {}, cell(k.name), el("td", {}, el("code", {}, k.redacted)),
         cell(fmtDate(k.created_at)), cell(k.last_used_at ? fmtDate(k.last_used_at) : "–"),
         el("td", {}, pill(!k.revoked_at, t("admin.status.active"), t("admin.status.revoked")))));
@@ -216,6 +208,20 @@
       $("#activation-form").reset();
       await load();
       return t("admin.done.saved");
+    });
+    onSubmit($("#refund-form"), async (f) => {
+      const amount = String(f.get("amount_usd") || "").trim();
+      const r = await api("POST", base + "/refund", { payment_id: String(f.get("payment_id")).trim(),
+        amount_usd: amount || null, reason: f.get("reason"), idempotency_key: idKey() });
+      $("#refund-form").reset();
+      await load();
+      return t("admin.done.refunded", { owed: fmtUsd(r.owed.usd) });
+    });
+    onSubmit($("#phone-form"), async (f) => {
+      await api("POST", `/users/${encodeURIComponent(f.get("user_id"))}/reset-phone`, { reason: f.get("reason") });
+      $("#phone-reason").value = "";
+      await load();
+      return t("admin.done.reset_phone");
     });
     onSubmit($("#codes-form"), async (f) => {
       const r = await api("POST", "/codes", { amount_usd: f.get("amount_usd"), count: Number(f.get("count")) });

@@ -4,7 +4,7 @@
 "use strict";
 (() => {
   const F = window.faregate;
-  const { api, t, $, el, show, hide, onSubmit, fmtDate, fmtUsd, errorText, loadShell, UiError } = F;
+  const { api, t, $, $$, el, show, hide, onSubmit, fmtDate, fmtUsd, errorText, loadShell, UiError } = F;
 
   function cardBrand(digits) {
     if (/^4/.test(digits)) return "Visa";
@@ -56,6 +56,7 @@
     $("#topup-custom").addEventListener("input", (e) => {
       if (e.target.value) $$("input[name=preset]").forEach((r) => { r.checked = false; });
     });
+    let afterTopUp = null;  // set once the sections below are loaded
     const topupForm = $("#topup-form");
     onSubmit(topupForm, async (f) => {
       hide($(".ok", topupForm));
@@ -66,6 +67,7 @@
       const b = await load();
       show($(".ok", topupForm), t("billing.topup_done", { amount: fmtUsd(b.balance.usd) }));
       $("#topup-custom").value = "";
+      if (afterTopUp) await afterTopUp();  // its receipt and credit-history line
     });
 
     // Add a card: the details go only to the processor's tokenization endpoint; Faregate
@@ -163,14 +165,17 @@
     });
 
     try { await load(); } catch (err) { show(error, errorText(err)); }
-    await extras(ctx, config, base, load);
+    afterTopUp = await extras(config, base, load);
   };
 
 
   // --- auto-recharge, codes, receipts, credit history ----------------------------------------
-  async function extras(ctx, config, base, reloadTop) {
+  async function extras(config, base, reloadTop) {
     const auto = $("#auto-form");
     const usdRe = /^\d+(\.\d{1,2})?$/;
+    const cents = (usd) => Math.round(Number(usd) * 100);
+    $("#auto-range").textContent = t("billing.topup_range",
+      { min: fmtUsd(config.topup_min.usd), max: fmtUsd(config.topup_max.usd) });
     async function loadAll() {
       const [billing, receipts, history] = await Promise.all([
         api("GET", base + "/billing"), api("GET", base + "/receipts"),
@@ -182,12 +187,12 @@
       const select = $("#auto-method");
       select.replaceChildren(el("option", { value: "" }, t("billing.auto_default_card")),
         ...billing.payment_methods.map((m) => el("option", { value: m.id },
-          `${m.brand} •••• ${m.last4}`)));
+          `${(m.brand || "").toUpperCase()} •••• ${m.last4}`)));
       select.value = a.payment_method_id || "";
       $("#receipts-table tbody").replaceChildren(...receipts.data.map((r) => el("tr", {},
         el("td", {}, String(r.number)), el("td", {}, fmtDate(r.created_at)),
         el("td", { class: "num" }, fmtUsd(r.amount.usd)),
-        el("td", {}, r.last4 ? `${r.brand || ""} •••• ${r.last4}` : ""),
+        el("td", {}, r.last4 ? `${(r.brand || "").toUpperCase()} •••• ${r.last4}` : ""),
         el("td", { class: "actions" }, el("a", { href: r.html_url, target: "_blank", rel: "noopener" }, t("billing.receipt_view")),
           " ", el("a", { href: r.pdf_url, download: "" }, "PDF")))));
       $("#receipts-empty").hidden = receipts.data.length > 0;
@@ -206,6 +211,11 @@
       if (enabled && (!usdRe.test(threshold) || !usdRe.test(amount))) {
         throw new UiError(t("error.amount_format"));
       }
+      if (enabled && (cents(amount) < cents(config.topup_min.usd)
+          || cents(amount) > cents(config.topup_max.usd))) {
+        throw new UiError(t("billing.topup_range",
+          { min: fmtUsd(config.topup_min.usd), max: fmtUsd(config.topup_max.usd) }));
+      }
       await api("PUT", base + "/auto-recharge", { enabled, threshold_usd: threshold || null,
         amount_usd: amount || null, payment_method_id: f.get("method") || null });
       show($(".ok", auto));
@@ -220,8 +230,7 @@
       await reloadTop();
       await loadAll();
     });
-    // A top-up elsewhere on the page: its receipt and history line show up too.
-    $("#topup-form").addEventListener("submit", () => setTimeout(() => loadAll().catch(() => {}), 1500));
     try { await loadAll(); } catch (err) { show($("#billing-error"), errorText(err)); }
+    return loadAll;
   }
 })();
