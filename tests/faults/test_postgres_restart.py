@@ -12,6 +12,7 @@ import asyncio
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx2
 import pytest
@@ -33,13 +34,15 @@ def test_requests_fail_cleanly_and_recover(private_pg: RestartablePostgres,
     url = private_pg.create_database("faregate")
     with deployment(tmp_path / "fg", url) as dep:
         upstream = dep.start_devmodel(token_latency_ms=5.0)
-        dep.add_upstream("dev", f"{upstream.base_url}/v1", {"dev": "faregate-dev"}, PRICE)
+        dep.add_upstream("dev", f"{upstream.base_url}/v1", {
+            "dev": "faregate-dev", "dev-slow": "faregate-dev:slow_first_byte_ms=1000"}, PRICE)
         user = dep.new_user("restart@example.com", GRANT_NANO)
         _, key = dep.new_key(user)
+        _, unseen_key = dep.new_key(user)  # never used before the outage: not in any cache
         # A short key cache, so requests keep needing the database while it is down.
         server = dep.start_server(FAREGATE_KEY_CACHE_TTL_S="0.2", FAREGATE_DEV_MODEL="false",
                                   FAREGATE_LEASE_TTL_S="10")
-        calls: list[tuple[float, int, dict[str, object] | None, str]] = []
+        calls: list[tuple[float, int, dict[str, Any] | None, str]] = []
         streams: list[tuple[float, Stream]] = []
         stop = threading.Event()
 
@@ -75,15 +78,34 @@ def test_requests_fail_cleanly_and_recover(private_pg: RestartablePostgres,
         threads += [threading.Thread(target=streamer) for _ in range(2)]
         for th in threads:
             th.start()
-        time.sleep(1.5)
+        time.sleep(1.2)
+        # A stream that starts now and ends while the database is down: its settlement waits
+        # for the database, then the stream ends normally (usage, [DONE]) and is charged.
+        slow: list[Stream] = []
+
+        async def slow_stream() -> None:
+            [client] = sessions(1, timeout_s=30)
+            try:
+                slow.append(await stream_chat(client, server.base_url, key, "dev-slow",
+                                              max_tokens=10))
+            finally:
+                await client.close()
+        slow_thread = threading.Thread(target=lambda: asyncio.run(slow_stream()))
+        slow_thread.start()
+        time.sleep(0.3)
         down_at = time.monotonic()
         private_pg.stop()
-        time.sleep(2.0)
+        # A call that must read the database (its key is in no cache) is refused cleanly.
+        probe = httpx2.post(f"{server.base_url}/v1/chat/completions", timeout=30,
+                            headers={"Authorization": f"Bearer {unseen_key}"},
+                            json={"model": "dev", "max_tokens": 8,
+                                  "messages": [{"role": "user", "content": "hi"}]})
+        time.sleep(max(0.0, down_at + 2.0 - time.monotonic()))
         private_pg.start()
         up_at = time.monotonic()
         time.sleep(5.0)  # recovery, with no server restart
         stop.set()
-        for th in threads:
+        for th in [*threads, slow_thread]:
             th.join(60)
         assert not any(th.is_alive() for th in threads)
         assert server.proc.poll() is None
@@ -91,16 +113,24 @@ def test_requests_fail_cleanly_and_recover(private_pg: RestartablePostgres,
         statuses = [status for _, status, _, _ in calls]
         assert 0 not in statuses, [c for c in calls if c[1] == 0][:3]
         assert 500 not in statuses, [c for c in calls if c[1] == 500][:3]
+        assert probe.status_code == 503, probe.text
+        assert set(probe.json()["error"]) == OPENAI_ERROR
+        assert probe.json()["error"]["code"] == "service_unavailable"
+        assert probe.headers["retry-after"] == "1"
+        # The load's calls may get through on cached keys and leased credit; those that
+        # needed the database were refused the same way.
         failed = [c for c in calls if c[1] != 200]
-        assert failed, "no call met the outage: the test proves nothing"
         for _, status, body, _ in failed:
             assert status == 503, (status, body)
-            assert body is not None and set(body["error"]) == OPENAI_ERROR  # type: ignore[arg-type]
-            assert body["error"]["code"] == "service_unavailable"  # type: ignore[index]
+            assert body is not None and set(body["error"]) == OPENAI_ERROR
+            assert body["error"]["code"] == "service_unavailable"
         for _, s in streams:  # a stream either ends normally or is refused before it starts
             assert not s.cut, s
             assert (s.status == 200 and s.done and s.usage is not None and s.error is None) or (
                 s.status == 503 and s.error is not None and set(s.error) == OPENAI_ERROR), s
+        [met_outage] = slow
+        assert met_outage.done and met_outage.usage is not None and met_outage.error is None, (
+            met_outage)
         # Before the outage and well after it, everything succeeds.
         before = [s for t, s, _, _ in calls if t < down_at - 0.5]
         assert before and all(s == 200 for s in before)
@@ -110,7 +140,7 @@ def test_requests_fail_cleanly_and_recover(private_pg: RestartablePostgres,
 
         # Exactly what was answered was charged, once; nothing is left half-written.
         answered = {rid for _, s, _, rid in calls if s == 200}
-        answered |= {s.request_id for _, s in streams if s.done}
+        answered |= {s.request_id for _, s in streams if s.done} | {met_outage.request_id}
         dep.stop_all_servers()  # returns the lease
         dep.engine.dispose()  # the test's own pooled connections died with the restart
         check_money(dep, user, GRANT_NANO, PRICE, answered=answered)

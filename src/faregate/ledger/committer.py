@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable
 
+from faregate.db.outage import UNAVAILABLE
 from faregate.db.runner import Database
 from faregate.kit.metrics import REVENUE_NANO, TOKENS
 from faregate.ledger.settlement import BatchOutcome, Settlement, SystemAccounts, settle_batch
@@ -23,6 +25,7 @@ MAX_BATCH = 512
 # lone request, or a quiet server, commits at once.
 COMMIT_SIBLINGS = 4
 COMMIT_DELAY_S = 0.0005
+OUTAGE_RETRY_S = 15.0  # below the lease TTL's default (30 s)
 
 
 class SettlementCommitter:
@@ -78,21 +81,25 @@ class SettlementCommitter:
             self._idle.set()
 
     async def _commit(self, items: list[Settlement]) -> BatchOutcome:
-        # A batch that fails (e.g. a database restart) is retried a few times: the requests
-        # were served, so their cost must be posted.
+        # A batch that fails is retried a few times: the requests were served, so their cost
+        # must be posted. While the database cannot be reached (a restart, a failover) it is
+        # retried for up to OUTAGE_RETRY_S (the streams wait for their last event meanwhile).
         delay = 0.05
-        for attempt in range(6):
+        deadline = time.monotonic() + OUTAGE_RETRY_S
+        attempt = 0
+        while True:
             try:
                 if self._system is None:
                     self._system = await self._db.run(SystemAccounts.load)
                 return await self._db.run(settle_batch, items, self._system)
-            except Exception:
-                if attempt == 5:
+            except Exception as exc:
+                attempt += 1
+                outage = isinstance(exc, UNAVAILABLE)
+                if (time.monotonic() + delay > deadline) if outage else attempt == 6:
                     raise
                 log.warning("settlement batch failed, retrying in %.2fs", delay, exc_info=True)
                 await asyncio.sleep(delay)
-                delay *= 2
-        raise AssertionError("unreachable")
+                delay = min(delay * 2, 1.0)
 
     async def drain(self) -> None:
         if self._queue:

@@ -11,6 +11,7 @@ never fail closed."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -80,6 +81,10 @@ class RedisRates:
                                        args=args)
         except (RedisError, OSError) as error:
             self._down_until = now + RETRY_REDIS_AFTER_S
+            # The pool's idle connections died with the one that failed: drop them, or each
+            # later try (one per RETRY_REDIS_AFTER_S) would fail on the next stale one.
+            with contextlib.suppress(RedisError, OSError):
+                await self._client.connection_pool.disconnect(inuse_connections=False)
             if now - self._warned_at >= WARN_EVERY_S:
                 self._warned_at = now
                 log.warning("Redis unreachable for rate limits (%s); limiting in this process "
