@@ -9,7 +9,7 @@ PYTEST_ARGS ?= -m "not llama"
 PYTEST_WORKERS ?= 3
 BENCH_ARGS ?=
 
-.PHONY: .venv serve test lint test-llama bench bench-usage clean
+.PHONY: .venv serve test lint test-llama bench bench-usage soak clean
 
 .venv: $(VENV)/.installed
 
@@ -42,6 +42,11 @@ bench: .venv
 # Usage reports on 10M records and the rollup worker's cost to /v1 (PostgreSQL via testenv).
 bench-usage: .venv
 	$(VENV)/bin/python scripts/testenv.py -- $(VENV)/bin/python bench/usage.py $(BENCH_ARGS)
+
+# The 20-minute soak (issue 8): 2 processes on PostgreSQL, steady load, RSS and errors per
+# minute recorded in bench/results/. FAREGATE_SOAK_MINUTES=3 make soak for a short run.
+soak: .venv
+	$(VENV)/bin/python scripts/testenv.py -- $(VENV)/bin/python bench/soak.py $(BENCH_ARGS)
 
 clean:
 	rm -rf .test-services build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache \
