@@ -110,13 +110,16 @@ async def test_a_wrong_password_does_not_use_up_the_code(engine: Engine,
 async def test_a_code_works_once_and_older_codes_die_with_it(engine: Engine,
                                                              db: Database) -> None:
     made = make_operator(engine, "root@example.com")
-    first = await _sign_in(db, "root@example.com", totp_code=code(made))
-    assert await _refused(db, "root@example.com", totp_code=code(made)) in (
+    # One code, computed once: computing it again could cross a 30-s step boundary and give
+    # the next step's (unused, valid) code.
+    now_code, next_code = code(made), code(made, 1)
+    first = await _sign_in(db, "root@example.com", totp_code=now_code)
+    assert await _refused(db, "root@example.com", totp_code=now_code) in (
         "reused_code", "wrong_code")  # "wrong" only if the clock moved two steps meanwhile
     # The next step's code (within the window) works, and then the previous one cannot.
-    second = await _sign_in(db, "root@example.com", totp_code=code(made, 1),
+    second = await _sign_in(db, "root@example.com", totp_code=next_code,
                             previous=first.principal.session_id)
-    assert await _refused(db, "root@example.com", totp_code=code(made)) in (
+    assert await _refused(db, "root@example.com", totp_code=now_code) in (
         "reused_code", "wrong_code")
     assert _principal(engine, first.token) is None  # the previous session was rotated out
     assert _principal(engine, second.token) is not None
