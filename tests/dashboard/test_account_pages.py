@@ -9,17 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from faregate.dashboard.i18n import catalog
-from tests.dashboard.test_browser import WAIT_MS, fmt_usd, shoot
-from tests.e2e.api_client import PASSWORD, verified_user
+from tests.dashboard.test_browser import WAIT_MS, fmt_usd, shoot, sign_in
+from tests.e2e.api_client import verified_user
 from tests.e2e.fixtures_gateway import Gateway
-
-
-def _sign_in(page: Any, base: str, email: str, msg: dict[str, str]) -> None:
-    page.goto(base + "/signin")
-    page.get_by_label(msg["field.email"]).fill(email)
-    page.get_by_label(msg["field.password"]).fill(PASSWORD)
-    page.get_by_role("button", name=msg["signin.submit"]).click()
-    page.wait_for_url("**/keys")
 
 
 def test_limits_organization_and_settings(gw: Gateway, chromium: Any) -> None:
@@ -35,7 +27,7 @@ def test_limits_organization_and_settings(gw: Gateway, chromium: Any) -> None:
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     try:
-        _sign_in(page, base, email, msg)
+        sign_in(page, base, email, msg)
 
         # Limits: a new organization is on tier 0 (Free): 3 requests a minute.
         page.get_by_role("link", name=msg["nav.limits"]).click()
@@ -101,7 +93,7 @@ def test_limits_organization_and_settings(gw: Gateway, chromium: Any) -> None:
     page = context.new_page()
     page.set_default_timeout(WAIT_MS)
     try:
-        _sign_in(page, base, email, msg)
+        sign_in(page, base, email, msg)
         assert page.locator("html").get_attribute("lang") == "zh-CN"
         page.get_by_role("heading", name=catalog("zh-CN")["keys.title"]).wait_for()
     finally:

@@ -9,8 +9,8 @@ from typing import Any
 from faregate.console.actions import issue_codes
 from faregate.dashboard.i18n import catalog
 from faregate.kit.secretfile import load_or_create_secret
-from tests.dashboard.test_browser import WAIT_MS, add_card, fmt_usd, shoot
-from tests.e2e.api_client import PASSWORD, verified_user
+from tests.dashboard.test_browser import WAIT_MS, add_card, fmt_usd, shoot, sign_in
+from tests.e2e.api_client import verified_user
 from tests.e2e.fixtures_gateway import Gateway
 
 
@@ -34,11 +34,7 @@ def test_receipts_history_auto_recharge_and_codes(gw: Gateway, chromium: Any) ->
         errors: list[str] = []
         page.on("pageerror", lambda e, errors=errors: errors.append(str(e)))
         try:
-            page.goto(base + "/signin")
-            page.get_by_label(msg["field.email"]).fill(email)
-            page.get_by_label(msg["field.password"]).fill(PASSWORD)
-            page.get_by_role("button", name=msg["signin.submit"]).click()
-            page.wait_for_url("**/keys")
+            sign_in(page, base, email, msg)
             page.goto(base + "/billing")
             page.get_by_text(msg["billing.no_receipts"]).wait_for()
             add_card(page, msg, "4242424242424242")

@@ -74,6 +74,15 @@ def add_card(page: Any, msg: dict[str, str], number: str) -> None:
     dialog.get_by_role("button", name=msg["billing.save_card"]).click()
 
 
+def sign_in(page: Any, base: str, email: str, msg: dict[str, str]) -> None:
+    """Sign in through the page (the test password) and land on /keys."""
+    page.goto(base + "/signin")
+    page.get_by_label(msg["field.email"]).fill(email)
+    page.get_by_label(msg["field.password"]).fill(PASSWORD)
+    page.get_by_role("button", name=msg["signin.submit"]).click()
+    page.wait_for_url("**/keys")
+
+
 def fmt_usd(amount: int | Decimal, lang: str) -> str:
     """As the page shows it (Intl): at least two decimals, all the digits of a fraction of a
     cent."""
@@ -314,11 +323,7 @@ def test_suspended_organization_sees_why(gw: Gateway, chromium: Any) -> None:
     page = context.new_page()
     page.set_default_timeout(WAIT_MS)
     try:
-        page.goto(gw.server.base_url + "/signin")
-        page.get_by_label(msg["field.email"]).fill(email)
-        page.get_by_label(msg["field.password"]).fill(PASSWORD)
-        page.get_by_role("button", name=msg["signin.submit"]).click()
-        page.wait_for_url("**/keys")
+        sign_in(page, gw.server.base_url, email, msg)
         page.locator("#notice").get_by_text(msg["billing.suspended"]).wait_for()
         page.locator("#notice").get_by_role("link", name=msg["billing.fix"]).click()
         page.wait_for_url("**/billing")
@@ -341,11 +346,7 @@ def test_deactivated_organization_sees_why(gw: Gateway, chromium: Any) -> None:
         page = context.new_page()
         page.set_default_timeout(WAIT_MS)
         try:
-            page.goto(gw.server.base_url + "/signin")
-            page.get_by_label(msg["field.email"]).fill(email)
-            page.get_by_label(msg["field.password"]).fill(PASSWORD)
-            page.get_by_role("button", name=msg["signin.submit"]).click()
-            page.wait_for_url("**/keys")
+            sign_in(page, gw.server.base_url, email, msg)
             banner = msg["org.deactivated_banner"].format(reason="unpaid invoice")
             page.locator("#notice").get_by_text(banner).wait_for()
             shoot(page, "deactivated", lang)
