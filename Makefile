@@ -9,7 +9,7 @@ PYTEST_ARGS ?= -m "not llama"
 PYTEST_WORKERS ?= 3
 BENCH_ARGS ?=
 
-.PHONY: .venv serve test lint test-llama bench bench-usage soak clean
+.PHONY: .venv serve test lint test-llama bench bench-workers bench-usage soak clean
 
 .venv: $(VENV)/.installed
 
@@ -38,6 +38,10 @@ test-llama:
 
 bench: .venv
 	$(VENV)/bin/python bench/run.py $(BENCH_ARGS)
+
+# Issue 8: server CPU per request, serve --workers 2 vs 1 on PostgreSQL, interleaved rounds.
+bench-workers: .venv
+	$(VENV)/bin/python scripts/testenv.py -- $(VENV)/bin/python bench/workers.py $(BENCH_ARGS)
 
 # Usage reports on 10M records and the rollup worker's cost to /v1 (PostgreSQL via testenv).
 bench-usage: .venv

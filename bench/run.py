@@ -1097,6 +1097,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="comma list of direct,bare,faregate,litellm (default all)")
     p.add_argument("--skip-litellm", action="store_true", help="do not install/run LiteLLM")
     p.add_argument("--skip-faregate", action="store_true", help="do not run Faregate")
+    p.add_argument("--skip-sqlite", action="store_true",
+                   help="with --db postgres: run Faregate on PostgreSQL only")
     p.add_argument("--db", nargs="+", action="append", metavar=("KIND", "URL"),
                    help="'sqlite' (default) or 'postgres URL' (adds a faregate-pg target; a "
                         "fresh database is created next to URL when permitted). Repeatable.")
@@ -1136,7 +1138,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             dbs.append(("postgres", spec[1]))
         else:
             p.error(f"unknown --db kind {kind!r}")
-    if args.db and not any(k == "sqlite" for k, _ in dbs):
+    if args.db and not args.skip_sqlite and not any(k == "sqlite" for k, _ in dbs):
         dbs.insert(0, ("sqlite", None))  # PostgreSQL is in addition to the SQLite default
     args.db = dbs
     for m in args.modes:

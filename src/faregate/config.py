@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     data_dir: Path = Path("./var")
     database_url: str = ""
     workers: int = Field(default=1, ge=1, le=64)
+    # With workers > 1: a listening socket per worker (SO_REUSEPORT, Linux), so the kernel
+    # spreads connections evenly; false = uvicorn's one shared socket.
+    reuse_port: bool = True
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     # Logs: "text" for people, "json" for log collectors (one object per line; docs/operations.md).
     log_format: Literal["text", "json"] = "text"

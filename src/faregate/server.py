@@ -5,9 +5,13 @@ from __future__ import annotations
 import logging.config
 import os
 import shutil
+import socket
+import sys
 import tempfile
+from typing import Any
 
 import uvicorn
+from uvicorn.supervisors import multiprocess
 
 from faregate.config import Settings
 from faregate.kit.logjson import logging_config
@@ -33,6 +37,60 @@ def metrics_dir(workers: int) -> str | None:
     return path
 
 
+class ReusePortProcess(multiprocess.Process):
+    """A uvicorn worker that listens on a socket of its own, bound with SO_REUSEPORT, instead
+    of the one socket uvicorn's supervisor shares among its workers.
+
+    With one shared socket, whichever worker wakes first accepts every connection waiting (an
+    event loop accepts until the backlog is empty), so a burst of connections, or a load
+    balancer's pool of keep-alive connections, can land almost all on one worker: it does all
+    the work while the others idle, and its settlement batches are not shared with theirs. With
+    a socket per worker the kernel spreads new connections evenly (by a hash of the
+    addresses). Measured in bench/README ("Two workers vs one")."""
+
+    def target(self, sockets: list[socket.socket] | None = None) -> None:  # pragma: no cover
+        sock = reuse_port_socket(self.config.host, self.config.port)
+        super().target([sock])
+
+
+def reuse_port_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        logging.getLogger("uvicorn.error").error("cannot listen on %s:%d: %s", host, port, exc)
+        sys.exit(uvicorn.config.STARTUP_FAILURE)
+    return sock
+
+
+def _claim_port(host: str, port: int) -> int:
+    """Fail now, as uvicorn would, when the address is taken: SO_REUSEPORT would otherwise let
+    the workers share a port with another server of the same user. Port 0 is resolved here."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            logging.getLogger("uvicorn.error").error("cannot listen on %s:%d: %s", host, port,
+                                                     exc)
+            sys.exit(uvicorn.config.STARTUP_FAILURE)
+        return int(probe.getsockname()[1])
+
+
+def serve_reuse_port(config: uvicorn.Config) -> None:
+    """uvicorn's supervisor (restarts, SIGHUP/TTIN/TTOU) with a listening socket per worker."""
+    config.port = _claim_port(config.host, config.port)
+    logging.getLogger("uvicorn.error").info(
+        "Uvicorn running on http://%s:%d with %d workers, one SO_REUSEPORT socket each",
+        config.host, config.port, config.workers)
+    multiprocess.Process = ReusePortProcess  # type: ignore[misc]  # what the supervisor spawns
+    multiprocess.Multiprocess(config, sockets=[]).run()
+
+
 def run(settings: Settings) -> None:
     log_config = logging_config(settings.log_level, settings.log_format)
     logging.config.dictConfig(logging_config(settings.log_level, settings.log_format))
@@ -48,13 +106,17 @@ def run(settings: Settings) -> None:
     # Generate secrets once, before several workers could race to do it.
     for name in ("session_secret", "key_pepper", "encryption_key"):
         settings.secret(name)
+    options: dict[str, Any] = dict(
+        factory=True, host=settings.host, port=settings.port, workers=settings.workers,
+        loop="uvloop", http="faregate.kit.httpproto:LimitedHttpToolsProtocol", lifespan="on",
+        access_log=False, timeout_keep_alive=settings.keep_alive_timeout_s,
+        log_level=settings.log_level, log_config=log_config, timeout_graceful_shutdown=30,
+        proxy_headers=False)
     try:
-        uvicorn.run("faregate.app:create_app", factory=True, host=settings.host,
-                    port=settings.port, workers=settings.workers, loop="uvloop",
-                    http="faregate.kit.httpproto:LimitedHttpToolsProtocol", lifespan="on",
-                    access_log=False, timeout_keep_alive=settings.keep_alive_timeout_s,
-                    log_level=settings.log_level, log_config=log_config,
-                    timeout_graceful_shutdown=30, proxy_headers=False)
+        if settings.workers > 1 and settings.reuse_port and hasattr(socket, "SO_REUSEPORT"):
+            serve_reuse_port(uvicorn.Config("faregate.app:create_app", **options))
+        else:
+            uvicorn.run("faregate.app:create_app", **options)
     finally:
         if private_metrics_dir is not None:
             shutil.rmtree(private_metrics_dir, ignore_errors=True)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -255,6 +257,31 @@ def test_several_workers_report_together(sqlite_dep: Deployment, tmp_path: Path)
     wait_for(lambda: total() == sent)
     # Whichever worker answers the scrape, it reports every worker's requests.
     assert [total() for _ in range(10)] == [sent] * 10
+
+
+def _listeners(port: int) -> int:
+    """Listening TCP sockets on 127.0.0.1:port (from /proc/net/tcp; state 0A is LISTEN)."""
+    want = f"0100007F:{port:04X}"
+    with open("/proc/net/tcp") as f:
+        return sum(1 for line in f.readlines()[1:]
+                   if line.split()[1] == want and line.split()[3] == "0A")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/net/tcp"), reason="Linux only")
+def test_each_worker_listens_on_its_own_socket(sqlite_dep: Deployment) -> None:
+    """With several workers each has a SO_REUSEPORT socket (the kernel spreads connections
+    evenly); FAREGATE_REUSE_PORT=false keeps uvicorn's one shared socket. A second server on a
+    port in use fails to start instead of quietly sharing the port."""
+    server = sqlite_dep.start_server(FAREGATE_WORKERS="2")
+    assert _listeners(server.port) == 2
+    other = subprocess.run([sys.executable, "-m", "faregate.server"], timeout=60,
+                           env={**sqlite_dep.env, "FAREGATE_PORT": str(server.port),
+                                "FAREGATE_WORKERS": "2"}, capture_output=True, text=True)
+    assert other.returncode != 0
+    assert "cannot listen on 127.0.0.1" in other.stdout + other.stderr
+    assert _listeners(server.port) == 2
+    shared = sqlite_dep.start_server(FAREGATE_WORKERS="2", FAREGATE_REUSE_PORT="false")
+    assert _listeners(shared.port) == 1
 
 
 def test_serve_picks_a_private_metrics_dir_for_several_workers(

@@ -8,7 +8,7 @@ so the hot path does not contend on them.
 Which records are safe to read: on PostgreSQL a record's id is taken when it is inserted, not
 when its transaction commits, so ids can commit out of order; reading past a gap could skip a
 record that commits a moment later. Every transaction that inserts usage records first takes a
-shared advisory lock (`ledger.settlement.USAGE_WRITERS_LOCK`). The worker takes the same lock
+shared advisory lock (`ledger.settlement.USAGE_LOCK_KEY`). The worker takes the same lock
 exclusively for an instant, in a transaction of its own, with a *try* (never queueing, so it
 never holds up a settlement) and reads the highest id: every transaction that had taken an id
 by then has ended, so no id at or below it can still appear. That id bounds what it rolls up.
