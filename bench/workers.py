@@ -146,13 +146,15 @@ def setup(workers: int, pg_url: str, run_dir: Path, upstream: str) -> Server:
 def measure(server: Server, mode: str, rnd: int, args: argparse.Namespace,
             bodies: dict[str, Path]) -> Cell:
     cell = Cell(rnd, server.workers, mode)
-    bench.run_wrk(server.url, bodies[mode], server.key_file, args.concurrency, 1,
+    conc = args.concurrency * (server.workers if args.per_worker else 1)
+    cell.extra["concurrency"] = conc
+    bench.run_wrk(server.url, bodies[mode], server.key_file, conc, 1,
                   bench.CLIENT_CORE)  # warm-up
     bench.quiesce(server.proc.pid)
     loop0, other0 = thread_cpu(server.proc.pid)
     cpu0 = bench.proc_tree_cpu(server.proc.pid)
-    res, _ = bench.run_wrk(server.url, bodies[mode], server.key_file, args.concurrency,
-                           args.duration, bench.CLIENT_CORE)
+    res, _ = bench.run_wrk(server.url, bodies[mode], server.key_file, conc, args.duration,
+                           bench.CLIENT_CORE)
     cpu1 = bench.proc_tree_cpu(server.proc.pid)
     loop1, other1 = thread_cpu(server.proc.pid)
     ok = res["requests"] - res["err_status"]
@@ -200,7 +202,8 @@ def summarize(cells: list[Cell], counts: list[int], modes: list[str]) -> dict[st
 def render(meta: dict[str, Any], summary: dict[str, Any], cells: list[Cell]) -> str:
     lines = [f"# One worker vs several on PostgreSQL — {meta['started']}", "",
              f"- host: {meta['host']}; load avg at start {meta['loadavg']}",
-             f"- {meta['rounds']} rounds × {meta['duration']} s per cell, c={meta['concurrency']},"
+             f"- {meta['rounds']} rounds × {meta['duration']} s per cell, c={meta['concurrency']}"
+             + (" per worker" if meta["per_worker"] else " in total") + ","
              " servers on core 0, wrk + upstream on core 1, cells alternating (w1 w2, w2 w1,"
              " ...)", "",
              "| comparison | CPU ms/req (median) | event loop | other threads | req/s | p50 ms "
@@ -217,10 +220,11 @@ def render(meta: dict[str, Any], summary: dict[str, Any], cells: list[Cell]) -> 
             f"{s[f'{a}_p99_ms']:.1f} → {s[f'{b}_p99_ms']:.1f} | "
             f"{', '.join(f'{r:.2f}' for r in s['ratios'])} | {s['median_ratio']:.2f} | "
             f"{'met' if s['median_ratio'] <= GOAL else 'NOT met'} |")
-    lines += ["", "| round | workers | mode | req/s | p50 ms | p99 ms | errors | CPU ms/req | "
-              "event loop | other |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += ["", "| round | workers | mode | c | req/s | p50 ms | p99 ms | errors | CPU ms/req "
+              "| event loop | other |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for c in cells:
-        lines.append(f"| {c.round} | {c.workers} | {c.mode} | {c.rps:,.0f} | {c.p50_ms:.2f} | "
+        lines.append(f"| {c.round} | {c.workers} | {c.mode} | {c.extra['concurrency']} | "
+                     f"{c.rps:,.0f} | {c.p50_ms:.2f} | "
                      f"{c.p99_ms:.2f} | {c.errors} | {c.cpu_ms_per_req:.3f} | "
                      f"{c.loop_ms_per_req:.3f} | {c.other_ms_per_req:.3f} |")
     lines += ["", "Money check after the run (each server's database): "
@@ -233,6 +237,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--duration", type=int, default=6, help="seconds per cell")
     p.add_argument("--concurrency", type=int, default=32)
+    p.add_argument("--per-worker", action="store_true",
+                   help="the same concurrency per worker (N workers get N × --concurrency) "
+                        "instead of the same in total")
     p.add_argument("--modes", default="json,stream")
     p.add_argument("--workers", default="1,2", help="the first is the baseline")
     p.add_argument("--pg-url", default=os.environ.get("FAREGATE_TEST_PG_ADMIN_URL")
@@ -253,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{os.cpu_count()} cores, Python {platform.python_version()}",
         "loadavg": " ".join(f"{x:.2f}" for x in os.getloadavg()),
         "rounds": args.rounds, "duration": args.duration, "concurrency": args.concurrency,
+        "per_worker": args.per_worker,
         "workers": counts, "checks": {}}
     up_port = bench.free_port()
     upstream = bench.start_proc(
