@@ -139,6 +139,10 @@ class FaregateApp:
         s = self.settings
         engine = create_engine(s.resolved_database_url, background_checkpoints=True)
         ping(engine)
+        from faregate.db.migrate import check_schema  # alembic: imported at startup only
+
+        if (warning := check_schema(engine, s.resolved_database_url)) is not None:
+            log.warning("%s", warning)
         db = Database(engine, threads=2 if s.is_sqlite else 4)
         cipher = Cipher(s.secret("encryption_key"))
         if s.dev_model:
