@@ -273,6 +273,8 @@ def test_each_worker_listens_on_its_own_socket(sqlite_dep: Deployment) -> None:
     evenly); FAREGATE_REUSE_PORT=false keeps uvicorn's one shared socket. A second server on a
     port in use fails to start instead of quietly sharing the port."""
     server = sqlite_dep.start_server(FAREGATE_WORKERS="2")
+    # /healthz answered as soon as one worker was up; the other may still be starting.
+    wait_for(lambda: _listeners(server.port) == 2, timeout_s=60)
     assert _listeners(server.port) == 2
     other = subprocess.run([sys.executable, "-m", "faregate.server"], timeout=60,
                            env={**sqlite_dep.env, "FAREGATE_PORT": str(server.port),
