@@ -49,41 +49,31 @@ class ReusePortProcess(multiprocess.Process):
     addresses). Measured in bench/README ("Two workers vs one")."""
 
     def target(self, sockets: list[socket.socket] | None = None) -> None:  # pragma: no cover
-        sock = reuse_port_socket(self.config.host, self.config.port)
-        super().target([sock])
+        super().target([bind(self.config.host, self.config.port, reuse_port=True)])
 
 
-def reuse_port_socket(host: str, port: int) -> socket.socket:
+def bind(host: str, port: int, *, reuse_port: bool) -> socket.socket:
+    """A TCP socket bound to host:port, or exit as uvicorn does when the address is taken."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:
+        sock.close()
         logging.getLogger("uvicorn.error").error("cannot listen on %s:%d: %s", host, port, exc)
         sys.exit(uvicorn.config.STARTUP_FAILURE)
     return sock
 
 
-def _claim_port(host: str, port: int) -> int:
-    """Fail now, as uvicorn would, when the address is taken: SO_REUSEPORT would otherwise let
-    the workers share a port with another server of the same user. Port 0 is resolved here."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            logging.getLogger("uvicorn.error").error("cannot listen on %s:%d: %s", host, port,
-                                                     exc)
-            sys.exit(uvicorn.config.STARTUP_FAILURE)
-        return int(probe.getsockname()[1])
-
-
 def serve_reuse_port(config: uvicorn.Config) -> None:
     """uvicorn's supervisor (restarts, SIGHUP/TTIN/TTOU) with a listening socket per worker."""
-    config.port = _claim_port(config.host, config.port)
+    # Fail now when the address is taken: SO_REUSEPORT would otherwise let the workers share
+    # a port with another server of the same user. Port 0 is resolved here.
+    with bind(config.host, config.port, reuse_port=False) as probe:
+        config.port = int(probe.getsockname()[1])
     logging.getLogger("uvicorn.error").info(
         "Uvicorn running on http://%s:%d with %d workers, one SO_REUSEPORT socket each",
         config.host, config.port, config.workers)

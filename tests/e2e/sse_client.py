@@ -7,6 +7,7 @@ import contextlib
 import json
 import socket
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -151,3 +152,14 @@ def _parse(block: str) -> Event:
     if not data and ev.event == "message" and not ev.id:
         ev.event = "comment" if ev.comments else "other"
     return ev
+
+
+async def sse_data(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The `data:` payloads of a `/v1` stream (one `data:` line per event, as OpenAI sends
+    them) read from an async byte source such as aiohttp's `resp.content.iter_any()`."""
+    buffer = b""
+    async for piece in chunks:
+        buffer += piece
+        while b"\n\n" in buffer:
+            event, buffer = buffer.split(b"\n\n", 1)
+            yield event.removeprefix(b"data: ")

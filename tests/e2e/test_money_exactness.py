@@ -19,6 +19,7 @@ import pytest
 
 from faregate.catalog.service import ModelPrice
 from faregate.pricing.cost import Price, cost
+from tests.e2e.sse_client import sse_data
 from tests.harness import Deployment
 
 PRICE = ModelPrice(2_000_000_000, 1_000_000_000, 10_000_000_000)  # $2 / $1 / $10 per 1M
@@ -54,26 +55,21 @@ async def one_request(session: aiohttp.ClientSession, base: str, key: str, model
             out.error_code = payload["error"]["code"]
             return out
         chunks = 0
-        buffer = b""
         try:
-            async for piece in resp.content.iter_any():
-                buffer += piece
-                while b"\n\n" in buffer:
-                    event, buffer = buffer.split(b"\n\n", 1)
-                    data = event.removeprefix(b"data: ")
-                    if data == b"[DONE]":
-                        out.done = True
-                        continue
-                    obj = orjson.loads(data)
-                    if "error" in obj:
-                        out.error_event = True
-                    elif obj.get("usage"):
-                        out.usage = obj["usage"]
-                    chunks += 1
-                    if abort_after is not None and chunks >= abort_after:
-                        out.aborted = True
-                        resp.close()
-                        return out
+            async for data in sse_data(resp.content.iter_any()):
+                if data == b"[DONE]":
+                    out.done = True
+                    continue
+                obj = orjson.loads(data)
+                if "error" in obj:
+                    out.error_event = True
+                elif obj.get("usage"):
+                    out.usage = obj["usage"]
+                chunks += 1
+                if abort_after is not None and chunks >= abort_after:
+                    out.aborted = True
+                    resp.close()
+                    return out
         except aiohttp.ClientError:
             out.error_event = True
     return out

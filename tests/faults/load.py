@@ -10,6 +10,8 @@ from typing import Any
 import aiohttp
 import orjson
 
+from tests.e2e.sse_client import sse_data
+
 
 @dataclass
 class Stream:
@@ -40,26 +42,21 @@ async def stream_chat(session: aiohttp.ClientSession, base: str, key: str, model
             if resp.status != 200:
                 out.error = (await resp.json())["error"]
                 return out
-            buffer = b""
-            async for piece in resp.content.iter_any():
-                buffer += piece
-                while b"\n\n" in buffer:
-                    event, buffer = buffer.split(b"\n\n", 1)
-                    data = event.removeprefix(b"data: ")
-                    if data == b"[DONE]":
-                        out.done = True
-                        continue
-                    obj = orjson.loads(data)
-                    if "error" in obj:
-                        out.error = obj["error"]
-                        continue
-                    if obj.get("usage"):
-                        out.usage = obj["usage"]
-                    for choice in obj.get("choices") or ():
-                        out.text += (choice.get("delta") or {}).get("content") or ""
-                    out.chunks += 1
-                    if on_chunk is not None:
-                        on_chunk(out)
+            async for data in sse_data(resp.content.iter_any()):
+                if data == b"[DONE]":
+                    out.done = True
+                    continue
+                obj = orjson.loads(data)
+                if "error" in obj:
+                    out.error = obj["error"]
+                    continue
+                if obj.get("usage"):
+                    out.usage = obj["usage"]
+                for choice in obj.get("choices") or ():
+                    out.text += (choice.get("delta") or {}).get("content") or ""
+                out.chunks += 1
+                if on_chunk is not None:
+                    on_chunk(out)
     except (TimeoutError, aiohttp.ClientError):
         out.cut = True
     return out

@@ -4,10 +4,11 @@ for a whole batch of requests (group commit).
 This runs once per batch on the hot path, so its statements are plain SQL sent to the driver
 (no statement compilation), and their number does not grow with the batch. On PostgreSQL a
 batch is three round trips besides BEGIN and COMMIT, each a fixed statement text (prepared by
-the driver after a few uses) that takes its rows as arrays: one locks the accounts, one deducts
-every lease and posts every account, one credits the system accounts and writes the transfers
-and usage records. The per-batch cost matters: several processes mean more, smaller batches
-(bench/README, "Two workers vs one"). SQLite takes the same steps as separate statements.
+the driver after a few uses) that takes its rows as one JSON parameter: one locks the
+accounts, one deducts every lease and posts every account, one credits the system accounts
+and writes the transfers and usage records. The per-batch cost matters: several processes
+mean more, smaller batches (bench/README, "Two workers vs one"). SQLite takes the same steps
+as separate statements.
 
 Usage is posted as one transfer per account per batch (and one write-off transfer per batch),
 tagged with the batch's settlement id; each usage record carries that id and its own charge,
@@ -151,10 +152,8 @@ _INSERT_TRANSFER = (
     "INSERT INTO transfers (debit_account_id, credit_account_id, amount_nano, kind, "
     "settlement_id, actor, created_at) VALUES (?, ?, ?, ?, ?, 'gateway', ?)")
 _INSERT_USAGE = (
-    "INSERT INTO usage_records (request_id, organization_id, api_key_id, account_id, endpoint, "
-    "model, upstream, prompt_tokens, cached_tokens, completion_tokens, usage_source, status, "
-    "streamed, latency_ms, cost_nano, charged_nano, writeoff_nano, project_id, settlement_id, "
-    "settled_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+    f"INSERT INTO usage_records ({', '.join(_USAGE_COLUMNS)}, settlement_id, settled_at) "
+    f"VALUES ({', '.join(['?'] * (len(_USAGE_COLUMNS) + 2))})")
 
 
 def _deduct_leases(conn: sa.Connection, items: Sequence[Settlement], out: BatchOutcome) -> None:
@@ -170,19 +169,14 @@ def _deduct_leases(conn: sa.Connection, items: Sequence[Settlement], out: BatchO
     if not per_lease:
         return
     ordered = sorted(per_lease.items())
-    if conn.dialect.name != "sqlite":
-        deductions = [{"lease_id": lease_id, "acct_id": acct_of[lease_id], "amount": amount}
-                      for lease_id, amount in ordered]
-        done = {int(r[0]) for r in _pg(conn, _DEDUCT_AND_POST_PG, (_json(deductions),))}
-        for lease_id, amount in ordered:
-            if lease_id in done:
-                out.lease_deducted[lease_id] = amount
-            else:
-                out.leases_gone.add(lease_id)
-        return
-    params = tuple(x for pair in ordered for x in pair)
-    done = {int(r[0]) for r in conn.exec_driver_sql(
-        _DEDUCT_LEASES.format(values=_values(len(ordered))), params).all()}
+    if conn.dialect.name != "sqlite":  # deducts and posts in one statement
+        done = {int(r[0]) for r in _pg(conn, _DEDUCT_AND_POST_PG, (_json([
+            {"lease_id": lease_id, "acct_id": acct_of[lease_id], "amount": amount}
+            for lease_id, amount in ordered]),))}
+    else:
+        done = {int(r[0]) for r in conn.exec_driver_sql(
+            _DEDUCT_LEASES.format(values=_values(len(ordered))),
+            tuple(x for pair in ordered for x in pair)).all()}
     per_acct: dict[int, int] = defaultdict(int)
     for lease_id, amount in ordered:
         if lease_id in done:
@@ -190,7 +184,7 @@ def _deduct_leases(conn: sa.Connection, items: Sequence[Settlement], out: BatchO
             per_acct[acct_of[lease_id]] += amount
         else:
             out.leases_gone.add(lease_id)
-    if per_acct:
+    if per_acct and conn.dialect.name == "sqlite":
         rows = sorted(per_acct.items())
         conn.exec_driver_sql(_POST_LEASED.format(values=_values(len(rows))),
                              tuple(x for pair in rows for x in pair))
