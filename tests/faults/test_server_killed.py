@@ -39,9 +39,11 @@ def test_kill_one_of_three_servers_mid_stream(pg_dep: Deployment) -> None:
     async def run() -> tuple[list[Stream], int]:
         started: set[int] = set()
         ready = asyncio.Event()
+        victim_streaming = asyncio.Event()
 
         def on_chunk(s: Stream) -> None:
             if s.base == victim.base_url:
+                victim_streaming.set()
                 started.add(id(s))
                 if len(started) >= 3:
                     ready.set()
@@ -49,7 +51,13 @@ def test_kill_one_of_three_servers_mid_stream(pg_dep: Deployment) -> None:
         clients = sessions(4)
 
         async def one(i: int) -> Stream:
-            return await stream_chat(clients[i % 4], servers[i % 3].base_url, keys[i % 3],
+            server = servers[i % 3]
+            if server is not victim:
+                # The victim's clients go first: the small balance runs out within the burst,
+                # and a victim that happened to lease last would serve none of them, leaving
+                # nothing in flight to kill. The survivors' clients join once it streams.
+                await asyncio.wait_for(victim_streaming.wait(), 60)
+            return await stream_chat(clients[i % 4], server.base_url, keys[i % 3],
                                      "dev", prompt=f"tell me {i}", on_chunk=on_chunk)
 
         async def killer() -> int:
