@@ -49,13 +49,23 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url
 
 
+def _migrated(url: str) -> Iterator[Engine]:
+    upgrade(url)
+    eng = create_engine(url)
+    yield eng
+    eng.dispose()
+
+
 @pytest.fixture
 def engine(database_url: str) -> Iterator[Engine]:
     """A freshly migrated database: the same test runs on SQLite and on PostgreSQL."""
-    upgrade(database_url)
-    eng = create_engine(database_url)
-    yield eng
-    eng.dispose()
+    yield from _migrated(database_url)
+
+
+@pytest.fixture
+def pg_engine(pg_database: str) -> Iterator[Engine]:
+    """A freshly migrated PostgreSQL database, for what only PostgreSQL has."""
+    yield from _migrated(pg_database)
 
 
 @pytest.fixture

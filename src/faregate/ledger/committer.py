@@ -13,7 +13,13 @@ from collections.abc import Callable
 from faregate.db.outage import UNAVAILABLE
 from faregate.db.runner import Database
 from faregate.kit.metrics import REVENUE_NANO, TOKENS
-from faregate.ledger.settlement import BatchOutcome, Settlement, SystemAccounts, settle_batch
+from faregate.ledger.settlement import (
+    BatchOutcome,
+    Settlement,
+    SystemAccounts,
+    settle_batch,
+    settle_leased_pg,
+)
 
 log = logging.getLogger("faregate.ledger")
 
@@ -41,6 +47,7 @@ class SettlementCommitter:
         self._idle.set()
         self._task: asyncio.Task[None] | None = None
         self._system: SystemAccounts | None = None
+        self._one_statement = db.engine.dialect.name == "postgresql"
 
     async def submit(self, item: Settlement) -> None:
         """Queue a settlement and wait until it is durable."""
@@ -91,6 +98,10 @@ class SettlementCommitter:
             try:
                 if self._system is None:
                     self._system = await self._db.run(SystemAccounts.load)
+                if self._one_statement:  # the common batch: one round trip
+                    done = await self._db.run_autocommit(settle_leased_pg, items, self._system)
+                    if done is not None:
+                        return done
                 return await self._db.run(settle_batch, items, self._system)
             except Exception as exc:
                 attempt += 1

@@ -2,13 +2,13 @@
 for a whole batch of requests (group commit).
 
 This runs once per batch on the hot path, so its statements are plain SQL sent to the driver
-(no statement compilation), and their number does not grow with the batch. On PostgreSQL a
-batch is three round trips besides BEGIN and COMMIT, each a fixed statement text (prepared by
-the driver after a few uses) that takes its rows as one JSON parameter: one locks the
-accounts, one deducts every lease and posts every account, one credits the system accounts
-and writes the transfers and usage records. The per-batch cost matters: several processes
-mean more, smaller batches (bench/README, "Two workers vs one"). SQLite takes the same steps
-as separate statements.
+(no statement compilation), and their number does not grow with the batch. On PostgreSQL the
+common batch, every cost covered by its lease in memory, is one statement in autocommit mode
+(`settle_leased_pg`: one round trip, no BEGIN or COMMIT); any other batch, or one whose lease
+check fails, is three round trips besides BEGIN and COMMIT (`settle_batch`). Each statement
+is a fixed text (prepared by the driver after a few uses) that takes its rows as one JSON
+parameter. The per-batch cost matters: several processes mean more, smaller batches
+(bench/README, "Two workers vs one"). SQLite takes the same steps as separate statements.
 
 Usage is posted as one transfer per account per batch (and one write-off transfer per batch),
 tagged with the batch's settlement id; each usage record carries that id and its own charge,
@@ -131,6 +131,42 @@ _POST_PG = (
     f"INSERT INTO usage_records ({', '.join(_USAGE_COLUMNS)}, settlement_id, settled_at) "
     f"SELECT {', '.join('u.' + c for c in _USAGE_COLUMNS)}, %s, %s "
     "FROM json_populate_recordset(NULL::usage_records, CAST(%s AS json)) AS u")
+
+
+# PostgreSQL, the common batch (settle_leased_pg): _LOCK_PG's locks, then the leases' row
+# locks (ascending id) with the check that each is open and holds what is deducted; every
+# change below runs only when all of them passed (`ok`), else the statement changes nothing.
+# The main query reads `ok`, so the locks and the check come first; the data-modifying WITH
+# clauses run to completion after it.
+_SETTLE_LEASED_PG = (
+    "WITH lk AS (SELECT a.id FROM "
+    f"(SELECT pg_advisory_xact_lock_shared({USAGE_LOCK_KEY})) AS l, accounts AS a "
+    "WHERE a.id = ANY(%s::bigint[]) ORDER BY a.id FOR UPDATE OF a), "
+    "v AS (SELECT * FROM json_to_recordset(CAST(%s AS json)) "
+    "AS v(lease_id bigint, acct_id bigint, amount bigint)), "
+    "lc AS (SELECT leases.id FROM leases JOIN v ON leases.id = v.lease_id "
+    "WHERE leases.status = 'open' AND leases.amount_nano >= v.amount "
+    "ORDER BY leases.id FOR UPDATE OF leases), "
+    "ok AS (SELECT (SELECT count(*) FROM lk) >= 0 "
+    "AND (SELECT count(*) FROM lc) = (SELECT count(*) FROM v) AS ok), "
+    "d AS (UPDATE leases SET amount_nano = leases.amount_nano - v.amount FROM v "
+    "WHERE leases.id = v.lease_id AND (SELECT ok FROM ok) RETURNING v.acct_id, v.amount), "
+    "s AS (SELECT acct_id, CAST(sum(amount) AS BIGINT) AS amount FROM d GROUP BY acct_id), "
+    "p AS (UPDATE accounts SET debits_nano = accounts.debits_nano + s.amount, "
+    "held_nano = accounts.held_nano - s.amount FROM s WHERE accounts.id = s.acct_id), "
+    "c AS (UPDATE accounts SET credits_nano = accounts.credits_nano + v.credit, "
+    "debits_nano = accounts.debits_nano + v.debit "
+    "FROM json_to_recordset(CAST(%s AS json)) AS v(id bigint, credit bigint, debit bigint) "
+    "WHERE accounts.id = v.id AND (SELECT ok FROM ok)), "
+    "t AS (INSERT INTO transfers (debit_account_id, credit_account_id, amount_nano, kind, "
+    "settlement_id, actor, created_at) SELECT t.d, t.c, t.a, t.k, %s, 'gateway', %s "
+    "FROM json_to_recordset(CAST(%s AS json)) AS t(d bigint, c bigint, a bigint, k text) "
+    "WHERE (SELECT ok FROM ok)), "
+    f"u AS (INSERT INTO usage_records ({', '.join(_USAGE_COLUMNS)}, settlement_id, settled_at) "
+    f"SELECT {', '.join('u.' + c for c in _USAGE_COLUMNS)}, %s, %s "
+    "FROM json_populate_recordset(NULL::usage_records, CAST(%s AS json)) AS u "
+    "WHERE (SELECT ok FROM ok)) "
+    "SELECT ok FROM ok")
 
 
 def _values(n: int) -> str:
@@ -270,13 +306,28 @@ def settle_batch(conn: sa.Connection, items: Sequence[Settlement],
         # The shared lock comes before this batch takes usage record ids: the rollup worker
         # waits for holders of this lock to end before it trusts that no lower id can still
         # commit.
-        ids = {i.acct_id for i in items} | {p.acct_id for i in items for p in i.limits}
-        _pg(conn, _LOCK_PG, (sorted(ids),), fetch=False)
+        _pg(conn, _LOCK_PG, (_locked_ids(items),), fetch=False)
     _deduct_leases(conn, items, out)
     _charge_rest(conn, items, out)
+    settlement_id = "stl_" + secrets.token_hex(12)
+    postings, transfers = _ledger_rows(items, system, now)
+    if postgres:
+        _post_pg(conn, items, postings, transfers, settlement_id, now)
+    else:
+        _post_sqlite(conn, items, postings, transfers, settlement_id, now)
+    return out
+
+
+def _locked_ids(items: Sequence[Settlement]) -> list[int]:
+    return sorted({i.acct_id for i in items} | {p.acct_id for i in items for p in i.limits})
+
+
+def _ledger_rows(items: Sequence[Settlement], system: SystemAccounts, now: dt.datetime,
+                 ) -> tuple[list[tuple[int, int, int]], list[tuple[int, int, int, str]]]:
+    """The batch's postings to the system accounts (account, credit, debit) and its transfers
+    (debit account, credit account, amount, kind), from the items' charges and write-offs."""
     charged = sum(i.charged_nano for i in items)
     written_off = sum(i.writeoff_nano for i in items)
-    settlement_id = "stl_" + secrets.token_hex(12)
     charged_by_acct: dict[int, int] = defaultdict(int)
     charged_by_limit: dict[int, int] = defaultdict(int)
     for item in items:
@@ -284,7 +335,6 @@ def settle_batch(conn: sa.Connection, items: Sequence[Settlement],
         charged_by_acct[item.acct_id] += item.charged_nano
         for part in item.limits:
             charged_by_limit[part.acct_id] += item.charged_nano
-    # (debit account, credit account, amount, kind)
     transfers: list[tuple[int, int, int, str]] = [
         (acct, system.revenue, amount, "usage")
         for acct, amount in sorted(charged_by_acct.items()) if amount]
@@ -300,11 +350,50 @@ def settle_batch(conn: sa.Connection, items: Sequence[Settlement],
     postings = [(acct, credit, debit) for acct, credit, debit in (
         (system.revenue, charged + written_off, 0), (system.writeoff, 0, written_off),
         (system.limits, limit_total, 0)) if credit or debit]
-    if postgres:
-        _post_pg(conn, items, postings, transfers, settlement_id, now)
-    else:
-        _post_sqlite(conn, items, postings, transfers, settlement_id, now)
-    return out
+    return postings, transfers
+
+
+def settle_leased_pg(conn: sa.Connection, items: Sequence[Settlement],
+                     system: SystemAccounts) -> BatchOutcome | None:
+    """The common batch on PostgreSQL, in one autocommit statement (one round trip, no BEGIN
+    or COMMIT): every request's cost was covered by its leases in memory. The statement locks
+    what `settle_batch` locks, in the same order, and checks that every lease is still open and
+    holds what is deducted; only then does it deduct and post anything. Returns None, having
+    changed nothing, when the batch is not of that kind or a check fails: the caller then runs
+    `settle_batch`. `conn` must be in autocommit mode."""
+    per_lease: dict[int, int] = defaultdict(int)
+    acct_of: dict[int, int] = {}
+    for item in items:
+        if item.cost_nano == 0:
+            continue
+        if item.lease_id is None or item.from_lease_nano != item.cost_nano:
+            return None
+        per_lease[item.lease_id] += item.cost_nano
+        acct_of[item.lease_id] = item.acct_id
+        for part in item.limits:
+            per_lease[part.lease_id] += item.cost_nano
+            acct_of[part.lease_id] = part.acct_id
+    for item in items:
+        item.charged_nano, item.writeoff_nano = item.cost_nano, 0
+    now = dt.datetime.now(dt.UTC)
+    settlement_id = "stl_" + secrets.token_hex(12)
+    postings, transfers = _ledger_rows(items, system, now)
+    ordered = sorted(per_lease.items())
+    usage = [dict(zip(_USAGE_COLUMNS, _usage_columns(item), strict=True)) for item in items]
+    [(ok,)] = _pg(conn, _SETTLE_LEASED_PG, (
+        _locked_ids(items),
+        _json([{"lease_id": lease_id, "acct_id": acct_of[lease_id], "amount": amount}
+               for lease_id, amount in ordered]),
+        _json([{"id": a, "credit": c, "debit": d} for a, c, d in postings]),
+        settlement_id, now,
+        _json([{"d": d, "c": c, "a": a, "k": k} for d, c, a, k in transfers]),
+        settlement_id, now, _json(usage)))
+    if not ok:
+        for item in items:
+            item.charged_nano = item.writeoff_nano = 0
+            item.settled_at = None
+        return None
+    return BatchOutcome(lease_deducted=dict(ordered))
 
 
 def _usage_columns(item: Settlement) -> tuple[object, ...]:

@@ -164,7 +164,12 @@ def roll_up(conn: sa.Connection, bound: int | None = None, batch: int = BATCH) -
 
 def rollup_problems(conn: sa.Connection) -> list[str]:
     """Each organization's rollups, at every width, equal the sums of its usage records up to
-    the watermark, to the unit (part of `faregate ledger verify`)."""
+    the watermark, to the unit (part of `faregate ledger verify`). On PostgreSQL the watermark
+    row is share-locked for the rest of the caller's transaction: a roll-up committing between
+    this check's statements would otherwise show as a difference that is not there."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.select(rollup_state.c.name).where(rollup_state.c.name == STATE)
+                     .with_for_update(read=True))
     mark = watermark(conn)
     r = usage_records.c
     failed = sa.case((r.status == "ok", 0), else_=1)
