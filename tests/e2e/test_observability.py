@@ -144,6 +144,12 @@ def test_requests_tokens_and_revenue_are_counted_exactly(gw: Gateway) -> None:
         assert tokens.get((model, "output"), 0) == int(completion)
         assert charged.get((model,), 0) == int(charged_nano) > 0
     assert after[("faregate_open_holds", ())] == 0
+    # Every settled request was in exactly one group commit.
+    [(records,)] = gw.dep.query("SELECT count(*) FROM usage_records")
+    sizes = by_labels(after, "faregate_settlement_batch_size_sum", "path")
+    batches = by_labels(after, "faregate_settlement_batch_size_count", "path")
+    assert sum(sizes.values()) == records > 0
+    assert 1 <= sum(batches.values()) <= records
 
 
 def test_metrics_need_an_allowed_address_or_the_token(gw: Gateway) -> None:

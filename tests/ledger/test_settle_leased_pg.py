@@ -4,13 +4,18 @@ nothing and says so, leaving the batch to the full path."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 import sqlalchemy as sa
+from prometheus_client import REGISTRY
 from sqlalchemy.engine import Engine
 
+from faregate.db.runner import Database
 from faregate.identity.users import User
 from faregate.ledger import leases
 from faregate.ledger.accounts import balance, org_account_id
+from faregate.ledger.leasing import CreditManager
 from faregate.ledger.settlement import (
     Settlement,
     SystemAccounts,
@@ -133,3 +138,40 @@ def test_a_batch_with_an_uncovered_cost_is_left_to_the_full_path(pg_engine: Engi
              _item(user, acct, lease_id, 2, 10_000, from_lease=4_000)]
     assert _autocommit(pg_engine, items, system) is None
     assert _state(pg_engine, acct, lease_id) == before
+
+
+def _batches(path: str) -> float:
+    return REGISTRY.get_sample_value("faregate_settlement_batch_size_count",
+                                     {"path": path}) or 0.0
+
+
+def test_the_committer_takes_one_statement_unless_a_lease_lapsed(pg_engine: Engine) -> None:
+    with pg_engine.begin() as conn:
+        user = funded_user(conn, 1_000_000)
+        acct = org_account_id(conn, user.organization_id)
+    before = _batches("one_statement"), _batches("transaction")
+
+    async def main() -> None:
+        db = Database(pg_engine)
+        manager = CreditManager(db, ttl_s=30, max_lease_nano=10**9)
+        for n in range(3):
+            res = await manager.reserve(acct, 10_000, 10_000)
+            assert res is not None
+            await manager.settle(res, 10_000, _item(user, acct, None, n, 0).usage)
+        assert (_batches("one_statement") - before[0], _batches("transaction") - before[1]) \
+            == (3, 0)
+        res = await manager.reserve(acct, 10_000, 10_000)
+        assert res is not None
+        with pg_engine.begin() as conn:  # the process stalls: its lease lapses and is voided
+            conn.exec_driver_sql("UPDATE leases SET expires_at_ms = 0")
+            assert leases.void_lapsed(conn) == 1
+        item = await manager.settle(res, 10_000, _item(user, acct, None, 9, 0).usage)
+        assert item.charged_nano == 10_000  # from the balance, by the full transaction
+        assert _batches("transaction") - before[1] == 1
+        await manager.close()
+        db.close()
+
+    asyncio.run(main())
+    with pg_engine.begin() as conn:
+        assert balance(conn, acct).balance_nano == 1_000_000 - 40_000
+        assert verify(conn) == []

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from faregate.db.outage import UNAVAILABLE
 from faregate.db.runner import Database
-from faregate.kit.metrics import REVENUE_NANO, TOKENS
+from faregate.kit.metrics import REVENUE_NANO, SETTLEMENT_BATCH, TOKENS
 from faregate.ledger.settlement import (
     BatchOutcome,
     Settlement,
@@ -101,8 +101,11 @@ class SettlementCommitter:
                 if self._one_statement:  # the common batch: one round trip
                     done = await self._db.run_autocommit(settle_leased_pg, items, self._system)
                     if done is not None:
+                        SETTLEMENT_BATCH.labels("one_statement").observe(len(items))
                         return done
-                return await self._db.run(settle_batch, items, self._system)
+                done = await self._db.run(settle_batch, items, self._system)
+                SETTLEMENT_BATCH.labels("transaction").observe(len(items))
+                return done
             except Exception as exc:
                 attempt += 1
                 outage = isinstance(exc, UNAVAILABLE)
