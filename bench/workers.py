@@ -72,12 +72,22 @@ class Cell:
     cpu_ms_per_req: float = float("nan")
     loop_ms_per_req: float = float("nan")  # event-loop threads
     other_ms_per_req: float = float("nan")  # database and other threads
+    sys_ms_per_req: float = float("nan")  # kernel time, all threads
+    switches_per_req: float = float("nan")  # context switches, all threads
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def thread_cpu(root: int) -> tuple[float, float]:
-    """(event-loop threads, other threads) CPU seconds of root and its descendants; a process's
-    main thread is the one whose id is the process id."""
+@dataclass
+class Usage:
+    loop: float = 0.0  # CPU seconds of the event-loop threads
+    other: float = 0.0  # CPU seconds of the other threads
+    sys: float = 0.0  # kernel CPU seconds of all threads
+    switches: int = 0  # voluntary + involuntary context switches of all threads
+
+
+def thread_cpu(root: int) -> Usage:
+    """CPU time and context switches of root and its descendants, per kind of thread; a
+    process's main thread is the one whose id is the process id."""
     pids, stack = set(), [root]
     children: dict[int, list[int]] = {}
     for stat in glob.glob("/proc/[0-9]*/stat"):
@@ -92,20 +102,24 @@ def thread_cpu(root: int) -> tuple[float, float]:
         if p not in pids:
             pids.add(p)
             stack.extend(children.get(p, []))
-    loop = other = 0.0
+    out = Usage()
     for pid in pids:
         for task in glob.glob(f"/proc/{pid}/task/*/stat"):
             try:
                 raw = Path(task).read_text()
+                status = Path(task).with_name("status").read_text()
             except OSError:
                 continue
             f = raw[raw.rfind(")") + 2:].split()
             cpu = (int(f[11]) + int(f[12])) / bench.CLK_TCK
+            out.sys += int(f[12]) / bench.CLK_TCK
+            out.switches += sum(int(line.split()[1]) for line in status.splitlines()
+                                if "ctxt_switches:" in line)
             if task.split("/")[4] == str(pid):
-                loop += cpu
+                out.loop += cpu
             else:
-                other += cpu
-    return loop, other
+                out.other += cpu
+    return out
 
 
 def setup(workers: int, pg_url: str, run_dir: Path, upstream: str) -> Server:
@@ -151,12 +165,12 @@ def measure(server: Server, mode: str, rnd: int, args: argparse.Namespace,
     bench.run_wrk(server.url, bodies[mode], server.key_file, conc, 1,
                   bench.CLIENT_CORE)  # warm-up
     bench.quiesce(server.proc.pid)
-    loop0, other0 = thread_cpu(server.proc.pid)
+    u0 = thread_cpu(server.proc.pid)
     cpu0 = bench.proc_tree_cpu(server.proc.pid)
     res, _ = bench.run_wrk(server.url, bodies[mode], server.key_file, conc, args.duration,
                            bench.CLIENT_CORE)
     cpu1 = bench.proc_tree_cpu(server.proc.pid)
-    loop1, other1 = thread_cpu(server.proc.pid)
+    u1 = thread_cpu(server.proc.pid)
     ok = res["requests"] - res["err_status"]
     cell.requests = res["requests"]
     cell.errors = sum(int(v) for k, v in res.items() if k.startswith("err_"))
@@ -164,8 +178,10 @@ def measure(server: Server, mode: str, rnd: int, args: argparse.Namespace,
     cell.p50_ms, cell.p99_ms = res["p50_us"] / 1000, res["p99_us"] / 1000
     if ok:
         cell.cpu_ms_per_req = (cpu1 - cpu0) * 1000 / ok
-        cell.loop_ms_per_req = (loop1 - loop0) * 1000 / ok
-        cell.other_ms_per_req = (other1 - other0) * 1000 / ok
+        cell.loop_ms_per_req = (u1.loop - u0.loop) * 1000 / ok
+        cell.other_ms_per_req = (u1.other - u0.other) * 1000 / ok
+        cell.sys_ms_per_req = (u1.sys - u0.sys) * 1000 / ok
+        cell.switches_per_req = (u1.switches - u0.switches) / ok
     bench.log(f"  round {rnd} w{server.workers} {mode:<6} {cell.rps:8.0f} req/s  "
               f"p50 {cell.p50_ms:6.2f} ms  p99 {cell.p99_ms:7.2f} ms  cpu "
               f"{cell.cpu_ms_per_req:.3f} ms/req (loop {cell.loop_ms_per_req:.3f}, other "
@@ -194,7 +210,8 @@ def summarize(cells: list[Cell], counts: list[int], modes: list[str]) -> dict[st
                 "median_ratio": round(statistics.median(ratios), 3) if ratios else None,
                 **{f"w{w}_{attr}": round(med(w, attr), 4) for w in (base, n)
                    for attr in ("cpu_ms_per_req", "loop_ms_per_req", "other_ms_per_req",
-                                "rps", "p50_ms", "p99_ms")},
+                                "sys_ms_per_req", "switches_per_req", "rps", "p50_ms",
+                                "p99_ms")},
             }
     return out
 
@@ -206,27 +223,32 @@ def render(meta: dict[str, Any], summary: dict[str, Any], cells: list[Cell]) -> 
              + (" per worker" if meta["per_worker"] else " in total") + ","
              " servers on core 0, wrk + upstream on core 1, cells alternating (w1 w2, w2 w1,"
              " ...)", "",
-             "| comparison | CPU ms/req (median) | event loop | other threads | req/s | p50 ms "
-             "| p99 ms | ratio per round | median ratio | goal ≤ 1.15 |",
-             "|---|---|---|---|---|---|---|---|---:|---|"]
+             "| comparison | CPU ms/req (median) | event loop | other threads | of it kernel "
+             "| switches/req | req/s | p50 ms | p99 ms | ratio per round | median ratio "
+             "| goal ≤ 1.15 |",
+             "|---|---|---|---|---|---|---|---|---|---|---:|---|"]
     for name, s in summary.items():
         a, b = name.split(" ")[1].split("/")[::-1]
         lines.append(
             f"| {name} | {s[f'{a}_cpu_ms_per_req']:.3f} → {s[f'{b}_cpu_ms_per_req']:.3f} | "
             f"{s[f'{a}_loop_ms_per_req']:.3f} → {s[f'{b}_loop_ms_per_req']:.3f} | "
             f"{s[f'{a}_other_ms_per_req']:.3f} → {s[f'{b}_other_ms_per_req']:.3f} | "
+            f"{s[f'{a}_sys_ms_per_req']:.3f} → {s[f'{b}_sys_ms_per_req']:.3f} | "
+            f"{s[f'{a}_switches_per_req']:.2f} → {s[f'{b}_switches_per_req']:.2f} | "
             f"{s[f'{a}_rps']:,.0f} → {s[f'{b}_rps']:,.0f} | "
             f"{s[f'{a}_p50_ms']:.1f} → {s[f'{b}_p50_ms']:.1f} | "
             f"{s[f'{a}_p99_ms']:.1f} → {s[f'{b}_p99_ms']:.1f} | "
             f"{', '.join(f'{r:.2f}' for r in s['ratios'])} | {s['median_ratio']:.2f} | "
             f"{'met' if s['median_ratio'] <= GOAL else 'NOT met'} |")
     lines += ["", "| round | workers | mode | c | req/s | p50 ms | p99 ms | errors | CPU ms/req "
-              "| event loop | other |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+              "| event loop | other | kernel | switches/req |",
+              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for c in cells:
         lines.append(f"| {c.round} | {c.workers} | {c.mode} | {c.extra['concurrency']} | "
                      f"{c.rps:,.0f} | {c.p50_ms:.2f} | "
                      f"{c.p99_ms:.2f} | {c.errors} | {c.cpu_ms_per_req:.3f} | "
-                     f"{c.loop_ms_per_req:.3f} | {c.other_ms_per_req:.3f} |")
+                     f"{c.loop_ms_per_req:.3f} | {c.other_ms_per_req:.3f} | "
+                     f"{c.sys_ms_per_req:.3f} | {c.switches_per_req:.2f} |")
     lines += ["", "Money check after the run (each server's database): "
               + "; ".join(f"w{w}: {v}" for w, v in meta["checks"].items()), ""]
     return "\n".join(lines)

@@ -11,12 +11,15 @@ import sqlalchemy as sa
 from prometheus_client import REGISTRY
 from sqlalchemy.engine import Engine
 
+from faregate.db.outage import UNAVAILABLE
 from faregate.db.runner import Database
+from faregate.db.statement import StatementConnection
 from faregate.identity.users import User
 from faregate.ledger import leases
 from faregate.ledger.accounts import balance, org_account_id
 from faregate.ledger.leasing import CreditManager
 from faregate.ledger.settlement import (
+    BatchOutcome,
     Settlement,
     SystemAccounts,
     UsageFacts,
@@ -61,10 +64,14 @@ def _state(engine: Engine, acct: int, lease_id: int) -> tuple[object, ...]:
 
 
 def _autocommit(engine: Engine, items: list[Settlement],
-                system: SystemAccounts) -> object:
-    with engine.connect() as conn:
-        return settle_leased_pg(conn.execution_options(isolation_level="AUTOCOMMIT"),
-                                items, system)
+                system: SystemAccounts) -> BatchOutcome | None:
+    async def run() -> BatchOutcome | None:
+        conn = StatementConnection(engine.url)
+        try:
+            return await settle_leased_pg(conn, items, system)
+        finally:
+            await conn.close()
+    return asyncio.run(run())
 
 
 def test_a_covered_batch_posts_what_the_full_path_posts(pg_engine: Engine) -> None:
@@ -73,7 +80,7 @@ def test_a_covered_batch_posts_what_the_full_path_posts(pg_engine: Engine) -> No
              _item(user, acct, None, 3, 0)]
     outcome = _autocommit(pg_engine, items, system)
     assert outcome is not None
-    assert outcome.lease_deducted == {lease_id: 42_345}  # type: ignore[attr-defined]
+    assert outcome.lease_deducted == {lease_id: 42_345}
     assert [(i.charged_nano, i.writeoff_nano) for i in items] == [(30_000, 0), (12_345, 0),
                                                                    (0, 0)]
     with pg_engine.begin() as conn:
@@ -175,3 +182,19 @@ def test_the_committer_takes_one_statement_unless_a_lease_lapsed(pg_engine: Engi
     with pg_engine.begin() as conn:
         assert balance(conn, acct).balance_nano == 1_000_000 - 40_000
         assert verify(conn) == []
+
+
+def test_the_statement_connection_comes_back_after_its_backend_is_killed(
+        pg_engine: Engine) -> None:
+    async def run() -> None:
+        conn = StatementConnection(pg_engine.url)
+        [(pid,)] = await conn.fetchall("SELECT pg_backend_pid()", ())
+        with pg_engine.begin() as admin:
+            admin.exec_driver_sql("SELECT pg_terminate_backend(%s)", (pid,))
+        with pytest.raises(UNAVAILABLE):  # as the pool's errors: a 503, a retried batch
+            await conn.fetchall("SELECT 1", ())
+        [(again,)] = await conn.fetchall("SELECT pg_backend_pid()", ())
+        assert again != pid
+        await conn.close()
+
+    asyncio.run(run())

@@ -25,16 +25,6 @@ class Database:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, self._in_transaction, fn, args)
 
-    async def run_autocommit(self, fn: Callable[..., T], *args: object) -> T:
-        """Like `run`, with the connection in autocommit mode: for work that is one statement
-        (its own transaction), saving the round trips of BEGIN and COMMIT."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, self._autocommit, fn, args)
-
-    def _autocommit(self, fn: Callable[..., T], args: tuple[object, ...]) -> T:
-        with self.engine.connect() as conn:
-            return fn(conn.execution_options(isolation_level="AUTOCOMMIT"), *args)
-
     def _in_transaction(self, fn: Callable[..., T], args: tuple[object, ...]) -> T:
         with self.engine.begin() as conn:
             return fn(conn, *args)

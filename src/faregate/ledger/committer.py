@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from faregate.db.outage import UNAVAILABLE
 from faregate.db.runner import Database
+from faregate.db.statement import StatementConnection
 from faregate.kit.metrics import REVENUE_NANO, SETTLEMENT_BATCH, TOKENS
 from faregate.ledger.settlement import (
     BatchOutcome,
@@ -47,7 +48,9 @@ class SettlementCommitter:
         self._idle.set()
         self._task: asyncio.Task[None] | None = None
         self._system: SystemAccounts | None = None
-        self._one_statement = db.engine.dialect.name == "postgresql"
+        # PostgreSQL: the common batch is one statement on a connection of the event loop's.
+        self._statement = StatementConnection(db.engine.url) \
+            if db.engine.dialect.name == "postgresql" else None
 
     async def submit(self, item: Settlement) -> None:
         """Queue a settlement and wait until it is durable."""
@@ -98,8 +101,8 @@ class SettlementCommitter:
             try:
                 if self._system is None:
                     self._system = await self._db.run(SystemAccounts.load)
-                if self._one_statement:  # the common batch: one round trip
-                    done = await self._db.run_autocommit(settle_leased_pg, items, self._system)
+                if self._statement is not None:  # the common batch: one round trip
+                    done = await settle_leased_pg(self._statement, items, self._system)
                     if done is not None:
                         SETTLEMENT_BATCH.labels("one_statement").observe(len(items))
                         return done
@@ -127,6 +130,8 @@ class SettlementCommitter:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._statement is not None:
+            await self._statement.close()
 
 
 def _count(items: list[Settlement]) -> None:

@@ -4,7 +4,8 @@ for a whole batch of requests (group commit).
 This runs once per batch on the hot path, so its statements are plain SQL sent to the driver
 (no statement compilation), and their number does not grow with the batch. On PostgreSQL the
 common batch, every cost covered by its lease in memory, is one statement in autocommit mode
-(`settle_leased_pg`: one round trip, no BEGIN or COMMIT); any other batch, or one whose lease
+on the event loop (`settle_leased_pg`: one round trip, no BEGIN or COMMIT, no hand-off to a
+database thread); any other batch, or one whose lease
 check fails, is three round trips besides BEGIN and COMMIT (`settle_batch`). Each statement
 is a fixed text (prepared by the driver after a few uses) that takes its rows as one JSON
 parameter. The per-batch cost matters: several processes mean more, smaller batches
@@ -27,6 +28,7 @@ import orjson
 import sqlalchemy as sa
 
 from faregate.db.schema import accounts
+from faregate.db.statement import StatementConnection
 from faregate.ledger.accounts import REVENUE, WRITEOFF, account_id, lock_available
 from faregate.ledger.limits import LIMITS
 
@@ -353,14 +355,14 @@ def _ledger_rows(items: Sequence[Settlement], system: SystemAccounts, now: dt.da
     return postings, transfers
 
 
-def settle_leased_pg(conn: sa.Connection, items: Sequence[Settlement],
-                     system: SystemAccounts) -> BatchOutcome | None:
-    """The common batch on PostgreSQL, in one autocommit statement (one round trip, no BEGIN
-    or COMMIT): every request's cost was covered by its leases in memory. The statement locks
-    what `settle_batch` locks, in the same order, and checks that every lease is still open and
-    holds what is deducted; only then does it deduct and post anything. Returns None, having
-    changed nothing, when the batch is not of that kind or a check fails: the caller then runs
-    `settle_batch`. `conn` must be in autocommit mode."""
+async def settle_leased_pg(conn: StatementConnection, items: Sequence[Settlement],
+                           system: SystemAccounts) -> BatchOutcome | None:
+    """The common batch on PostgreSQL, in one autocommit statement on the event loop (one round
+    trip, no BEGIN or COMMIT, no thread hand-off): every request's cost was covered by its
+    leases in memory. The statement locks what `settle_batch` locks, in the same order, and
+    checks that every lease is still open and holds what is deducted; only then does it deduct
+    and post anything. Returns None, having changed nothing, when the batch is not of that kind
+    or a check fails: the caller then runs `settle_batch`."""
     per_lease: dict[int, int] = defaultdict(int)
     acct_of: dict[int, int] = {}
     for item in items:
@@ -380,20 +382,28 @@ def settle_leased_pg(conn: sa.Connection, items: Sequence[Settlement],
     postings, transfers = _ledger_rows(items, system, now)
     ordered = sorted(per_lease.items())
     usage = [dict(zip(_USAGE_COLUMNS, _usage_columns(item), strict=True)) for item in items]
-    [(ok,)] = _pg(conn, _SETTLE_LEASED_PG, (
-        _locked_ids(items),
-        _json([{"lease_id": lease_id, "acct_id": acct_of[lease_id], "amount": amount}
-               for lease_id, amount in ordered]),
-        _json([{"id": a, "credit": c, "debit": d} for a, c, d in postings]),
-        settlement_id, now,
-        _json([{"d": d, "c": c, "a": a, "k": k} for d, c, a, k in transfers]),
-        settlement_id, now, _json(usage)))
+    try:
+        [(ok,)] = await conn.fetchall(_SETTLE_LEASED_PG, (
+            _locked_ids(items),
+            _json([{"lease_id": lease_id, "acct_id": acct_of[lease_id], "amount": amount}
+                   for lease_id, amount in ordered]),
+            _json([{"id": a, "credit": c, "debit": d} for a, c, d in postings]),
+            settlement_id, now,
+            _json([{"d": d, "c": c, "a": a, "k": k} for d, c, a, k in transfers]),
+            settlement_id, now, _json(usage)))
+    except BaseException:
+        _unsettle(items)
+        raise
     if not ok:
-        for item in items:
-            item.charged_nano = item.writeoff_nano = 0
-            item.settled_at = None
+        _unsettle(items)
         return None
     return BatchOutcome(lease_deducted=dict(ordered))
+
+
+def _unsettle(items: Sequence[Settlement]) -> None:
+    for item in items:
+        item.charged_nano = item.writeoff_nano = 0
+        item.settled_at = None
 
 
 def _usage_columns(item: Settlement) -> tuple[object, ...]:
