@@ -37,27 +37,22 @@ def test_kill_one_of_three_servers_mid_stream(pg_dep: Deployment) -> None:
     killed_pid = victim.proc.pid
 
     async def run() -> tuple[list[Stream], int]:
-        started: set[int] = set()
+        on_victim: set[int] = set()
+        on_survivors: set[int] = set()
         ready = asyncio.Event()
-        victim_streaming = asyncio.Event()
 
         def on_chunk(s: Stream) -> None:
             if s.base == victim.base_url:
-                victim_streaming.set()
-                started.add(id(s))
-                if len(started) >= 3:
-                    ready.set()
+                on_victim.add(id(s))
+            else:
+                on_survivors.add(id(s))
+            if len(on_victim) >= 3 and len(on_survivors) >= 3:
+                ready.set()  # streams in flight on the victim and on the survivors
 
         clients = sessions(4)
 
         async def one(i: int) -> Stream:
-            server = servers[i % 3]
-            if server is not victim:
-                # The victim's clients go first: the small balance runs out within the burst,
-                # and a victim that happened to lease last would serve none of them, leaving
-                # nothing in flight to kill. The survivors' clients join once it streams.
-                await asyncio.wait_for(victim_streaming.wait(), 60)
-            return await stream_chat(clients[i % 4], server.base_url, keys[i % 3],
+            return await stream_chat(clients[i % 4], servers[i % 3].base_url, keys[i % 3],
                                      "dev", prompt=f"tell me {i}", on_chunk=on_chunk)
 
         async def killer() -> int:
@@ -70,6 +65,14 @@ def test_kill_one_of_three_servers_mid_stream(pg_dep: Deployment) -> None:
             return int(held.held)
 
         try:
+            # One call on each process first: each holds a lease when the burst comes (for 2 s
+            # after going idle). From cold, the first process to lease could take the whole
+            # small balance before the others asked, refusing all of their clients: nothing
+            # in flight on the victim to kill, or nothing served by the survivors.
+            warm = await asyncio.gather(*(stream_chat(
+                clients[0], s.base_url, keys[n], "dev", prompt="warm up")
+                for n, s in enumerate(servers)))
+            assert all(w.done for w in warm), warm
             kill = asyncio.create_task(killer())
             outcomes = await asyncio.gather(*(one(i) for i in range(CLIENTS)))
             if not ready.is_set():
