@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+import orjson
+
 
 @dataclass
 class Event:
@@ -163,3 +165,13 @@ async def sse_data(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         while b"\n\n" in buffer:
             event, buffer = buffer.split(b"\n\n", 1)
             yield event.removeprefix(b"data: ")
+
+
+def chat_stream_request(key: str, model: str, prompt: str,
+                        max_tokens: int = 20) -> tuple[bytes, dict[str, str]]:
+    """The body and headers of a streamed chat completion that asks for usage."""
+    body = {"model": model, "stream": True, "max_tokens": max_tokens,
+            "stream_options": {"include_usage": True},
+            "messages": [{"role": "user", "content": prompt}]}
+    return orjson.dumps(body), {"Authorization": f"Bearer {key}",
+                                "Content-Type": "application/json"}

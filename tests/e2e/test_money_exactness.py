@@ -19,7 +19,7 @@ import pytest
 
 from faregate.catalog.service import ModelPrice
 from faregate.pricing.cost import Price, cost
-from tests.e2e.sse_client import sse_data
+from tests.e2e.sse_client import chat_stream_request, sse_data
 from tests.harness import Deployment
 
 PRICE = ModelPrice(2_000_000_000, 1_000_000_000, 10_000_000_000)  # $2 / $1 / $10 per 1M
@@ -43,12 +43,9 @@ class Outcome:
 async def one_request(session: aiohttp.ClientSession, base: str, key: str, model: str,
                       rng: random.Random) -> Outcome:
     abort_after = rng.choice([None, None, None, 2])  # a quarter of clients walk away
-    body = {"model": model, "stream": True, "max_tokens": 20,
-            "stream_options": {"include_usage": True},
-            "messages": [{"role": "user", "content": f"tell me {rng.randrange(10**6)}"}]}
-    async with session.post(f"{base}/v1/chat/completions", data=orjson.dumps(body),
-                            headers={"Authorization": f"Bearer {key}",
-                                     "Content-Type": "application/json"}) as resp:
+    body, headers = chat_stream_request(key, model, f"tell me {rng.randrange(10**6)}")
+    async with session.post(f"{base}/v1/chat/completions", data=body,
+                            headers=headers) as resp:
         out = Outcome(resp.status, resp.headers.get("x-request-id", ""), model)
         if resp.status != 200:
             payload = await resp.json()

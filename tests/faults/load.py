@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from tests.e2e.sse_client import sse_data
+from tests.e2e.sse_client import chat_stream_request, sse_data
 
 
 @dataclass
@@ -30,13 +30,10 @@ async def stream_chat(session: aiohttp.ClientSession, base: str, key: str, model
                       max_tokens: int = 20, prompt: str = "hello",
                       on_chunk: Callable[[Stream], None] | None = None) -> Stream:
     out = Stream(base)
-    body = {"model": model, "stream": True, "max_tokens": max_tokens,
-            "stream_options": {"include_usage": True},
-            "messages": [{"role": "user", "content": prompt}]}
+    body, headers = chat_stream_request(key, model, prompt, max_tokens)
     try:
-        async with session.post(f"{base}/v1/chat/completions", data=orjson.dumps(body),
-                                headers={"Authorization": f"Bearer {key}",
-                                         "Content-Type": "application/json"}) as resp:
+        async with session.post(f"{base}/v1/chat/completions", data=body,
+                                headers=headers) as resp:
             out.status = resp.status
             out.request_id = resp.headers.get("x-request-id", "")
             if resp.status != 200:

@@ -40,7 +40,7 @@ class StatementConnection:
                 return await cur.fetchall()
             except psycopg.Error as e:
                 if self._conn is not None and self._conn.broken:
-                    await self.close_unlocked()
+                    await self._close_unlocked()
                 raise _as_sqlalchemy(e, sql, params) from e
             except asyncio.CancelledError:  # the statement may still be running: start anew
                 conn, self._conn = self._conn, None
@@ -50,9 +50,9 @@ class StatementConnection:
 
     async def close(self) -> None:
         async with self._lock:
-            await self.close_unlocked()
+            await self._close_unlocked()
 
-    async def close_unlocked(self) -> None:
+    async def _close_unlocked(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
             await conn.close()

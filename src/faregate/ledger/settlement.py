@@ -327,7 +327,8 @@ def _locked_ids(items: Sequence[Settlement]) -> list[int]:
 def _ledger_rows(items: Sequence[Settlement], system: SystemAccounts, now: dt.datetime,
                  ) -> tuple[list[tuple[int, int, int]], list[tuple[int, int, int, str]]]:
     """The batch's postings to the system accounts (account, credit, debit) and its transfers
-    (debit account, credit account, amount, kind), from the items' charges and write-offs."""
+    (debit account, credit account, amount, kind), from the items' charges and write-offs;
+    stamps each item with the settlement time `now`."""
     charged = sum(i.charged_nano for i in items)
     written_off = sum(i.writeoff_nano for i in items)
     charged_by_acct: dict[int, int] = defaultdict(int)
