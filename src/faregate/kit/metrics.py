@@ -52,7 +52,7 @@ REVENUE_NANO = Counter("faregate_charged_nano_usd_total",
                        "Charged to balances for model calls (nano-USD)", ["model"])
 SETTLEMENT_BATCH = Histogram("faregate_settlement_batch_size",
                              "Requests per settlement commit (group commit), by how it was "
-                             "written (one_statement, transaction)", ["path"],
+                             "written (one_statement, transaction, recovered)", ["path"],
                              buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512))
 RATE_LIMITED = Counter("faregate_rate_limited_total", "Requests refused by rate limits",
                        ["limit"])

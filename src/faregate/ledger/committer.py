@@ -18,6 +18,7 @@ from faregate.ledger.settlement import (
     BatchOutcome,
     Settlement,
     SystemAccounts,
+    recover_batch,
     settle_batch,
     settle_leased_pg,
 )
@@ -94,23 +95,38 @@ class SettlementCommitter:
         # A batch that fails is retried a few times: the requests were served, so their cost
         # must be posted. While the database cannot be reached (a restart, a failover) it is
         # retried for up to OUTAGE_RETRY_S (the streams wait for their last event meanwhile).
+        # An attempt that failed may have been settled all the same (the connection broke after
+        # the commit, before its acknowledgement): before each retry the committer looks for
+        # the batch's usage records, so it is never posted twice nor reported failed.
         delay = 0.05
         deadline = time.monotonic() + OUTAGE_RETRY_S
         attempt = 0
+        only_one_statement = True  # every failed attempt was the one statement
         while True:
+            path = "recovered"
             try:
+                if attempt:
+                    done = await self._db.run(recover_batch, items, only_one_statement)
+                    if done is not None:
+                        log.warning("settlement batch of %d was committed by an attempt that "
+                                    "failed", len(items))
+                        SETTLEMENT_BATCH.labels(path).observe(len(items))
+                        return done
                 if self._system is None:
                     self._system = await self._db.run(SystemAccounts.load)
                 if self._statement is not None:  # the common batch: one round trip
+                    path = "one_statement"
                     done = await settle_leased_pg(self._statement, items, self._system)
                     if done is not None:
-                        SETTLEMENT_BATCH.labels("one_statement").observe(len(items))
+                        SETTLEMENT_BATCH.labels(path).observe(len(items))
                         return done
+                path = "transaction"
                 done = await self._db.run(settle_batch, items, self._system)
-                SETTLEMENT_BATCH.labels("transaction").observe(len(items))
+                SETTLEMENT_BATCH.labels(path).observe(len(items))
                 return done
             except Exception as exc:
                 attempt += 1
+                only_one_statement &= path != "transaction"
                 outage = isinstance(exc, UNAVAILABLE)
                 if (time.monotonic() + delay > deadline) if outage else attempt == 6:
                     raise

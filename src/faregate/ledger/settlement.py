@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
-from faregate.db.schema import accounts
+from faregate.db.schema import accounts, usage_records
 from faregate.db.statement import StatementConnection
 from faregate.ledger.accounts import REVENUE, WRITEOFF, account_id, lock_available
 from faregate.ledger.limits import LIMITS
@@ -364,24 +364,15 @@ async def settle_leased_pg(conn: StatementConnection, items: Sequence[Settlement
     checks that every lease is still open and holds what is deducted; only then does it deduct
     and post anything. Returns None, having changed nothing, when the batch is not of that kind
     or a check fails: the caller then runs `settle_batch`."""
-    per_lease: dict[int, int] = defaultdict(int)
-    acct_of: dict[int, int] = {}
-    for item in items:
-        if item.cost_nano == 0:
-            continue
-        if item.lease_id is None or item.from_lease_nano != item.cost_nano:
-            return None
-        per_lease[item.lease_id] += item.cost_nano
-        acct_of[item.lease_id] = item.acct_id
-        for part in item.limits:
-            per_lease[part.lease_id] += item.cost_nano
-            acct_of[part.lease_id] = part.acct_id
+    covered = _covered_by_leases(items)
+    if covered is None:
+        return None
+    ordered, acct_of = covered
     for item in items:
         item.charged_nano, item.writeoff_nano = item.cost_nano, 0
     now = dt.datetime.now(dt.UTC)
     settlement_id = "stl_" + secrets.token_hex(12)
     postings, transfers = _ledger_rows(items, system, now)
-    ordered = sorted(per_lease.items())
     usage = [dict(zip(_USAGE_COLUMNS, _usage_columns(item), strict=True)) for item in items]
     try:
         [(ok,)] = await conn.fetchall(_SETTLE_LEASED_PG, (
@@ -399,6 +390,53 @@ async def settle_leased_pg(conn: StatementConnection, items: Sequence[Settlement
         _unsettle(items)
         return None
     return BatchOutcome(lease_deducted=dict(ordered))
+
+
+def _covered_by_leases(items: Sequence[Settlement]
+                       ) -> tuple[list[tuple[int, int]], dict[int, int]] | None:
+    """What each lease pays for a batch whose every cost its leases cover, (lease id, amount)
+    in ascending lease id, and each lease's account; None for any other batch."""
+    per_lease: dict[int, int] = defaultdict(int)
+    acct_of: dict[int, int] = {}
+    for item in items:
+        if item.cost_nano == 0:
+            continue
+        if item.lease_id is None or item.from_lease_nano != item.cost_nano:
+            return None
+        per_lease[item.lease_id] += item.cost_nano
+        acct_of[item.lease_id] = item.acct_id
+        for part in item.limits:
+            per_lease[part.lease_id] += item.cost_nano
+            acct_of[part.lease_id] = part.acct_id
+    return sorted(per_lease.items()), acct_of
+
+
+def recover_batch(conn: sa.Connection, items: Sequence[Settlement],
+                  one_statement: bool) -> BatchOutcome | None:
+    """After an attempt whose end is unknown (its connection broke, or a retry collided with
+    it): was the batch settled all the same? It was when its usage records are there, as one
+    transaction or statement wrote all of them or none. Then the items get what was posted and
+    the outcome says what the process must apply to its leases: exact when that attempt was
+    the one statement (it deducts every lease of the batch or changes nothing); after the full
+    transaction every lease of the batch counts as gone, so the process stops using them and
+    what they still hold returns to the balance when they lapse. None: not settled (or no
+    record at all, the batch is then retried)."""
+    ids = [item.usage.request_id for item in items]
+    rows = {r.request_id: r for r in conn.execute(
+        sa.select(usage_records.c.request_id, usage_records.c.charged_nano,
+                  usage_records.c.writeoff_nano, usage_records.c.settled_at)
+        .where(usage_records.c.request_id.in_(ids)))}
+    if len(rows) < len(set(ids)):
+        return None
+    for item in items:
+        row = rows[item.usage.request_id]
+        item.charged_nano, item.writeoff_nano = int(row.charged_nano), int(row.writeoff_nano)
+        item.settled_at = row.settled_at
+    covered = _covered_by_leases(items) if one_statement else None
+    if covered is not None:
+        return BatchOutcome(lease_deducted=dict(covered[0]))
+    return BatchOutcome(leases_gone={lease for item in items for lease in (
+        item.lease_id, *(p.lease_id for p in item.limits)) if lease is not None})
 
 
 def _unsettle(items: Sequence[Settlement]) -> None:
