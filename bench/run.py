@@ -37,6 +37,17 @@ BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
 WORK_DIR = BENCH_DIR / ".work"
 RESULTS_DIR = BENCH_DIR / "results"
+
+
+def result_stem(name: str) -> str:
+    """`<date>-<HHMM>-<name>`, with `-2`, `-3`, ... added when a run of the same minute and
+    name already wrote its files (the figures of the earlier run are kept)."""
+    stem = f"{dt.datetime.now().strftime('%Y-%m-%d-%H%M')}-{name}"
+    n, out = 1, stem
+    while any(RESULTS_DIR.glob(f"{out}.*")):
+        n += 1
+        out = f"{stem}-{n}"
+    return out
 PY = sys.executable
 BENCH_TIER = 5  # the usage tier --rate-limits puts bench organizations on
 FAREGATE_BIN = ROOT / ".venv" / "bin" / "faregate"
@@ -1197,7 +1208,7 @@ def main(argv: list[str] | None = None) -> int:
     md += f"\nTotal bench time: {meta['elapsed_s']} s. Logs: `{bench.logs}`\n"
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     ran = [n for n, t in bench.targets.items() if t["status"] == "ran"]
-    stem = f"{dt.datetime.now().strftime('%Y-%m-%d-%H%M')}-{desc}-" + "-".join(ran or ["none"])
+    stem = result_stem(f"{desc}-" + "-".join(ran or ["none"]))
     md_path = RESULTS_DIR / f"{stem}.md"
     json_path = RESULTS_DIR / f"{stem}.json"
     md_path.write_text(md)

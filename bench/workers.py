@@ -316,9 +316,8 @@ def main(argv: list[str] | None = None) -> int:
     summary = summarize(cells, counts, modes)
     md = render(meta, summary, cells)
     print(md)
-    stem = f"{dt.datetime.now().strftime('%Y-%m-%d-%H%M')}-workers" + (
-        f"-{args.desc}" if args.desc else "")
     bench.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    stem = bench.result_stem("workers" + (f"-{args.desc}" if args.desc else ""))
     (bench.RESULTS_DIR / f"{stem}.md").write_text(md)
     (bench.RESULTS_DIR / f"{stem}.json").write_text(bench._json_dump(
         {"meta": meta, "summary": summary, "cells": [vars(c) for c in cells]}))
