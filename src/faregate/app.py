@@ -149,6 +149,7 @@ class FaregateApp:
         if s.dev_model:
             await db.run(ensure_dev_models, cipher)
         credits = CreditManager(db, ttl_s=s.lease_ttl_s, max_lease_nano=s.lease_max_nano_usd)
+        credits.start()
         catalog = CatalogCache(db, cipher, builtin_base_url(s))
         await catalog.reload()
         session = create_session()

@@ -54,6 +54,10 @@ SETTLEMENT_BATCH = Histogram("faregate_settlement_batch_size",
                              "Requests per settlement commit (group commit), by how it was "
                              "written (one_statement, transaction, recovered)", ["path"],
                              buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512))
+LEASE_HANDBACK = Counter("faregate_lease_handback_total",
+                         "Credit asked of peer processes when a request came up short (asked), "
+                         "handed back to a peer that asked (returned), and asked and handed back "
+                         "in time (received); PostgreSQL", ["event"])
 RATE_LIMITED = Counter("faregate_rate_limited_total", "Requests refused by rate limits",
                        ["limit"])
 OPEN_HOLDS = Gauge("faregate_open_holds",

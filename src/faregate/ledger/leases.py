@@ -102,6 +102,16 @@ def release(conn: sa.Connection, *, lease_id: int, acct_id: int, amount_nano: in
     return True
 
 
+def holders(conn: sa.Connection, acct_id: int, owner: str) -> dict[str, int]:
+    """What the live leases of other processes hold against the account, by owner."""
+    rows = conn.execute(
+        sa.select(leases.c.owner, sa.func.sum(leases.c.amount_nano))
+        .where(leases.c.account_id == acct_id, leases.c.status == "open",
+               leases.c.owner != owner, leases.c.expires_at_ms > now_ms_expr(conn.dialect))
+        .group_by(leases.c.owner))
+    return {str(o): int(n) for o, n in rows if n > 0}
+
+
 def heartbeat(conn: sa.Connection, lease_ids: Sequence[int], ttl_ms: int) -> set[int]:
     """Push the expiry of open leases forward; return the ids that are still open."""
     if not lease_ids:

@@ -3,7 +3,14 @@
 A process leases credit from an account in one transaction (the database keeps
 debits + held <= credits), then reserves and settles requests against the lease in memory. The
 check and the decrement of a reservation happen with no `await` between them, so concurrent
-requests on one event loop can never reserve the same nano-dollar twice."""
+requests on one event loop can never reserve the same nano-dollar twice.
+
+What one process holds another cannot use until it is returned (at once after 2 s idle). On
+PostgreSQL a process whose request comes up short while peers hold credit of the account asks
+them for it (LISTEN/NOTIFY): each returns the spare part of its lease (what its requests in
+flight have not reserved) and says so, and the asking process leases again. It asks about an
+account at most once per ASK_INTERVAL_S and waits at most HANDBACK_WAIT_S, so a balance that is
+simply spent costs one small query per second, not a flood."""
 
 from __future__ import annotations
 
@@ -19,8 +26,9 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
+from faregate.db.listen import Listener, notify
 from faregate.db.runner import Database
-from faregate.kit.metrics import OPEN_HOLDS
+from faregate.kit.metrics import LEASE_HANDBACK, OPEN_HOLDS
 from faregate.ledger import leases as lease_db
 from faregate.ledger.committer import SettlementCommitter
 from faregate.ledger.settlement import BatchOutcome, LimitPart, Settlement, UsageFacts
@@ -28,6 +36,9 @@ from faregate.ledger.settlement import BatchOutcome, LimitPart, Settlement, Usag
 log = logging.getLogger("faregate.ledger")
 
 EXHAUSTED_RECHECK_S = 1.0
+HANDBACK_CHANNEL = "faregate_leases"
+ASK_INTERVAL_S = 1.0
+HANDBACK_WAIT_S = 0.25
 
 
 @dataclass(slots=True)
@@ -51,6 +62,14 @@ class _AccountState:
     last_active: float = 0.0
     recent_ask: int = 0
     exhausted_until: float = 0.0
+    asked_until: float = 0.0  # peers were asked for credit of the account: not again before
+
+
+@dataclass(slots=True)
+class _Ask:
+    waiting_for: set[str]  # the owners of the peers' leases that have not answered yet
+    handed_back: bool = False
+    answered: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 @dataclass(slots=True)
@@ -89,6 +108,21 @@ class CreditManager:
         self.running = 0  # reservations not yet settled or released
         self.committer = SettlementCommitter(db, on_outcome=self._apply_outcome,
                                              running=lambda: self.running)
+        self._peers = Listener(db.engine.url, HANDBACK_CHANNEL, self._on_peer_note) \
+            if db.engine.dialect.name == "postgresql" else None
+        self._asks: dict[int, _Ask] = {}  # account -> this process's question to its peers
+        self._answering: set[asyncio.Task[None]] = set()
+
+    @property
+    def answers_peers(self) -> bool:
+        """Listening for peers that ask for credit (see `start`)."""
+        return self._peers is not None and self._peers.listening.is_set()
+
+    def start(self) -> None:
+        """Listen for peers asking for credit (PostgreSQL); without it this process neither
+        asks nor answers."""
+        if self._peers is not None:
+            self._peers.start()
 
     def try_reserve_now(self, acct_id: int, amount_nano: int) -> Reservation | None:
         """The fast path: reserve from the current lease without touching the database."""
@@ -122,6 +156,9 @@ class CreditManager:
             else:
                 lease = await self._grow(acct_id, st, want_nano)
             take = min(want_nano, lease.free) if lease is not None else 0
+            if take < want_nano and await self._ask_peers(acct_id, st, max(1, need_nano - take)):
+                lease = await self._grow(acct_id, st, want_nano)
+                take = min(want_nano, lease.free) if lease is not None else 0
             if take < want_nano:
                 st.exhausted_until = time.monotonic() + EXHAUSTED_RECHECK_S
             if lease is None or take < need_nano or take <= 0:
@@ -166,6 +203,65 @@ class CreditManager:
             res = self._take([x for x in leases if x is not None], take)
             res.limited_by = free.index(min(free)) if take < want_nano else 0
             return res
+
+    async def _ask_peers(self, acct_id: int, st: _AccountState, short: int) -> bool:
+        """Ask the other processes that hold credit of the account for their spare part, when
+        together they hold at least `short`; waits until each has answered (or
+        HANDBACK_WAIT_S), True when any handed some back (the caller leases again)."""
+        if not self.answers_peers:
+            return False
+        now = time.monotonic()
+        if now < st.asked_until:
+            return False
+        st.asked_until = now + ASK_INTERVAL_S
+        holders = await self._db.run(lease_db.holders, acct_id, self.owner)
+        if sum(holders.values()) < short:
+            return False
+        ask = self._asks[acct_id] = _Ask(set(holders))
+        try:
+            await self._db.run(notify, HANDBACK_CHANNEL, f"want {acct_id} {self.owner}")
+            LEASE_HANDBACK.labels("asked").inc()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(ask.answered.wait(), HANDBACK_WAIT_S)
+        finally:
+            if self._asks.get(acct_id) is ask:
+                del self._asks[acct_id]
+        if ask.handed_back:
+            LEASE_HANDBACK.labels("received").inc()
+        return ask.handed_back
+
+    def _on_peer_note(self, payload: str) -> None:
+        kind, _, rest = payload.partition(" ")
+        acct, _, owner = rest.partition(" ")
+        if owner == self.owner or not acct.isdigit():
+            return
+        if kind == "want":
+            task = asyncio.create_task(self._hand_back(int(acct)), name="lease-hand-back")
+            self._answering.add(task)
+            task.add_done_callback(self._answering.discard)
+        elif kind in ("back", "none") and (ask := self._asks.get(int(acct))) is not None:
+            ask.handed_back |= kind == "back"
+            ask.waiting_for.discard(owner)
+            if not ask.waiting_for:
+                ask.answered.set()
+
+    async def _hand_back(self, acct_id: int) -> None:
+        """A peer came up short on this account: return the spare part of this process's
+        lease (`renew`) and say so in the same transaction; with nothing spare, or while this
+        process is leasing for the account itself, say that."""
+        lease = self._live_lease(acct_id)
+        st = self._accounts.get(acct_id)
+        try:
+            if lease is None or lease.free <= 0 or st is None or st.lock.locked():
+                if st is not None or any(x.acct_id == acct_id for x in self._old.values()):
+                    await self._db.run(notify, HANDBACK_CHANNEL, f"none {acct_id} {self.owner}")
+                return
+            await self.renew(acct_id, then=lambda conn: notify(
+                conn, HANDBACK_CHANNEL, f"back {acct_id} {self.owner}"))
+        except Exception:
+            log.warning("answering a peer about account %d failed", acct_id, exc_info=True)
+            return
+        LEASE_HANDBACK.labels("returned").inc()
 
     def _live_lease(self, acct_id: int) -> Lease | None:
         st = self._accounts.get(acct_id)
@@ -368,6 +464,9 @@ class CreditManager:
 
     async def close(self) -> None:
         """Clean shutdown: commit what is pending, then return every lease."""
+        if self._peers is not None:
+            await self._peers.stop()
+        await asyncio.gather(*self._answering, return_exceptions=True)
         await self.committer.drain()
         for st in list(self._accounts.values()):
             if st.lease is not None and not st.lease.gone:
