@@ -16,6 +16,10 @@ alternate: round 1 w1 then w2, round 2 w2 then w1, ...; every round gives a rati
 median of the rounds is reported. Each process's CPU is split into its event-loop thread and
 its other threads (the database threads, mostly group commits).
 
+`--cells 1x32,1x16,2x32` measures any (workers x concurrency) cells against the first: with
+one worker at half the load as well, it splits the two-worker cost into "each process serves
+half the load" and "two processes share one core".
+
 PostgreSQL: --pg-url, else $FAREGATE_TEST_PG_ADMIN_URL (what scripts/testenv.py exports), else
 postgresql://postgres@127.0.0.1:5432/postgres. Writes bench/results/<date>-workers[-desc].md
 and .json.
@@ -34,7 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +68,7 @@ class Cell:
     round: int
     workers: int
     mode: str
+    concurrency: int = 0
     requests: int = 0
     errors: int = 0
     rps: float = float("nan")
@@ -74,7 +79,6 @@ class Cell:
     other_ms_per_req: float = float("nan")  # database and other threads
     sys_ms_per_req: float = float("nan")  # kernel time, all threads
     switches_per_req: float = float("nan")  # context switches, all threads
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -157,11 +161,13 @@ def setup(workers: int, pg_url: str, run_dir: Path, upstream: str) -> Server:
     return server
 
 
-def measure(server: Server, mode: str, rnd: int, args: argparse.Namespace,
+def label(workers: int, concurrency: int) -> str:
+    return f"w{workers}c{concurrency}"
+
+
+def measure(server: Server, mode: str, rnd: int, conc: int, args: argparse.Namespace,
             bodies: dict[str, Path]) -> Cell:
-    cell = Cell(rnd, server.workers, mode)
-    conc = args.concurrency * (server.workers if args.per_worker else 1)
-    cell.extra["concurrency"] = conc
+    cell = Cell(rnd, server.workers, mode, conc)
     bench.run_wrk(server.url, bodies[mode], server.key_file, conc, 1,
                   bench.CLIENT_CORE)  # warm-up
     bench.quiesce(server.proc.pid)
@@ -182,33 +188,41 @@ def measure(server: Server, mode: str, rnd: int, args: argparse.Namespace,
         cell.other_ms_per_req = (u1.other - u0.other) * 1000 / ok
         cell.sys_ms_per_req = (u1.sys - u0.sys) * 1000 / ok
         cell.switches_per_req = (u1.switches - u0.switches) / ok
-    bench.log(f"  round {rnd} w{server.workers} {mode:<6} {cell.rps:8.0f} req/s  "
+    bench.log(f"  round {rnd} {label(server.workers, conc):<7} {mode:<6} {cell.rps:8.0f} req/s  "
               f"p50 {cell.p50_ms:6.2f} ms  p99 {cell.p99_ms:7.2f} ms  cpu "
               f"{cell.cpu_ms_per_req:.3f} ms/req (loop {cell.loop_ms_per_req:.3f}, other "
               f"{cell.other_ms_per_req:.3f})  errors {cell.errors}")
     return cell
 
 
-def summarize(cells: list[Cell], counts: list[int], modes: list[str]) -> dict[str, Any]:
-    base = counts[0]
+def summarize(cells: list[Cell], specs: list[tuple[int, int]],
+              modes: list[str]) -> dict[str, Any]:
+    """Every cell against the first (`specs[0]`), per mode: the median of the per-round
+    ratios of CPU per request, and each cell's medians."""
+    base = specs[0]
     out: dict[str, Any] = {}
     for mode in modes:
-        for n in counts[1:]:
+        def of(spec: tuple[int, int], rnd: int | None = None,
+               mode: str = mode) -> list[Cell]:
+            return [c for c in cells if (c.workers, c.concurrency, c.mode) == (*spec, mode)
+                    and (rnd is None or c.round == rnd)]
+
+        def med(spec: tuple[int, int], attr: str) -> float:
+            return float(statistics.median(getattr(c, attr) for c in of(spec)))
+
+        for spec in specs[1:]:
             ratios = []
             for rnd in sorted({c.round for c in cells}):
-                a = [c for c in cells if (c.round, c.workers, c.mode) == (rnd, base, mode)]
-                b = [c for c in cells if (c.round, c.workers, c.mode) == (rnd, n, mode)]
+                a, b = of(base, rnd), of(spec, rnd)
                 if a and b:
                     ratios.append(b[0].cpu_ms_per_req / a[0].cpu_ms_per_req)
-
-            def med(workers: int, attr: str, mode: str = mode) -> float:
-                return float(statistics.median(getattr(c, attr) for c in cells
-                                               if (c.workers, c.mode) == (workers, mode)))
-
-            out[f"{mode} w{n}/w{base}"] = {
+            out[f"{mode} {label(*spec)}/{label(*base)}"] = {
+                "mode": mode, "base": label(*base), "cell": label(*spec),
+                "goal_applies": spec[0] != base[0],
                 "ratios": [round(r, 3) for r in ratios],
                 "median_ratio": round(statistics.median(ratios), 3) if ratios else None,
-                **{f"w{w}_{attr}": round(med(w, attr), 4) for w in (base, n)
+                **{f"{side}_{attr}": round(med(x, attr), 4)
+                   for side, x in (("base", base), ("cell", spec))
                    for attr in ("cpu_ms_per_req", "loop_ms_per_req", "other_ms_per_req",
                                 "sys_ms_per_req", "switches_per_req", "rps", "p50_ms",
                                 "p99_ms")},
@@ -219,32 +233,32 @@ def summarize(cells: list[Cell], counts: list[int], modes: list[str]) -> dict[st
 def render(meta: dict[str, Any], summary: dict[str, Any], cells: list[Cell]) -> str:
     lines = [f"# One worker vs several on PostgreSQL — {meta['started']}", "",
              f"- host: {meta['host']}; load avg at start {meta['loadavg']}",
-             f"- {meta['rounds']} rounds × {meta['duration']} s per cell, c={meta['concurrency']}"
-             + (" per worker" if meta["per_worker"] else " in total") + ","
-             " servers on core 0, wrk + upstream on core 1, cells alternating (w1 w2, w2 w1,"
-             " ...)", "",
+             f"- {meta['rounds']} rounds × {meta['duration']} s per cell; cells (workers × "
+             f"concurrency in total): {', '.join(meta['cells'])}, the first the baseline;"
+             " servers on core 0, wrk + upstream on core 1, cells alternating (forward, then"
+             " backward, ...)", "",
              "| comparison | CPU ms/req (median) | event loop | other threads | of it kernel "
              "| switches/req | req/s | p50 ms | p99 ms | ratio per round | median ratio "
-             "| goal ≤ 1.15 |",
+             "| goal ≤ 1.15 (more workers vs fewer) |",
              "|---|---|---|---|---|---|---|---|---|---|---:|---|"]
     for name, s in summary.items():
-        a, b = name.split(" ")[1].split("/")[::-1]
+        def pair(attr: str, fmt: str, s: dict[str, Any] = s) -> str:
+            return f"{s[f'base_{attr}']:{fmt}} → {s[f'cell_{attr}']:{fmt}}"
+
+        goal = ("met" if s["median_ratio"] <= GOAL else "NOT met") if s["goal_applies"] \
+            else "—"
         lines.append(
-            f"| {name} | {s[f'{a}_cpu_ms_per_req']:.3f} → {s[f'{b}_cpu_ms_per_req']:.3f} | "
-            f"{s[f'{a}_loop_ms_per_req']:.3f} → {s[f'{b}_loop_ms_per_req']:.3f} | "
-            f"{s[f'{a}_other_ms_per_req']:.3f} → {s[f'{b}_other_ms_per_req']:.3f} | "
-            f"{s[f'{a}_sys_ms_per_req']:.3f} → {s[f'{b}_sys_ms_per_req']:.3f} | "
-            f"{s[f'{a}_switches_per_req']:.2f} → {s[f'{b}_switches_per_req']:.2f} | "
-            f"{s[f'{a}_rps']:,.0f} → {s[f'{b}_rps']:,.0f} | "
-            f"{s[f'{a}_p50_ms']:.1f} → {s[f'{b}_p50_ms']:.1f} | "
-            f"{s[f'{a}_p99_ms']:.1f} → {s[f'{b}_p99_ms']:.1f} | "
+            f"| {name} | {pair('cpu_ms_per_req', '.3f')} | {pair('loop_ms_per_req', '.3f')} | "
+            f"{pair('other_ms_per_req', '.3f')} | {pair('sys_ms_per_req', '.3f')} | "
+            f"{pair('switches_per_req', '.2f')} | {pair('rps', ',.0f')} | "
+            f"{pair('p50_ms', '.1f')} | {pair('p99_ms', '.1f')} | "
             f"{', '.join(f'{r:.2f}' for r in s['ratios'])} | {s['median_ratio']:.2f} | "
-            f"{'met' if s['median_ratio'] <= GOAL else 'NOT met'} |")
+            f"{goal} |")
     lines += ["", "| round | workers | mode | c | req/s | p50 ms | p99 ms | errors | CPU ms/req "
               "| event loop | other | kernel | switches/req |",
               "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for c in cells:
-        lines.append(f"| {c.round} | {c.workers} | {c.mode} | {c.extra['concurrency']} | "
+        lines.append(f"| {c.round} | {c.workers} | {c.mode} | {c.concurrency} | "
                      f"{c.rps:,.0f} | {c.p50_ms:.2f} | "
                      f"{c.p99_ms:.2f} | {c.errors} | {c.cpu_ms_per_req:.3f} | "
                      f"{c.loop_ms_per_req:.3f} | {c.other_ms_per_req:.3f} | "
@@ -264,12 +278,20 @@ def main(argv: list[str] | None = None) -> int:
                         "instead of the same in total")
     p.add_argument("--modes", default="json,stream")
     p.add_argument("--workers", default="1,2", help="the first is the baseline")
+    p.add_argument("--cells", default="",
+                   help="workers x concurrency cells, e.g. 1x32,1x16,2x32 (the first is the "
+                        "baseline); instead of --workers, --concurrency and --per-worker")
     p.add_argument("--pg-url", default=os.environ.get("FAREGATE_TEST_PG_ADMIN_URL")
                    or "postgresql://postgres@127.0.0.1:5432/postgres")
     p.add_argument("--desc", default="")
     args = p.parse_args(argv)
     modes = args.modes.split(",")
-    counts = [int(n) for n in args.workers.split(",")]
+    if args.cells:
+        specs = [(int(w), int(c)) for w, c in (x.split("x") for x in args.cells.split(","))]
+    else:
+        specs = [(n, args.concurrency * (n if args.per_worker else 1))
+                 for n in (int(n) for n in args.workers.split(","))]
+    counts = sorted({w for w, _ in specs}, key=[w for w, _ in specs].index)
     bench.ensure_wrk()
     run_dir = Path(tempfile.mkdtemp(prefix="faregate-workers-"))
     bodies = {}
@@ -281,9 +303,8 @@ def main(argv: list[str] | None = None) -> int:
         "host": f"{platform.processor() or platform.machine()}, "
                 f"{os.cpu_count()} cores, Python {platform.python_version()}",
         "loadavg": " ".join(f"{x:.2f}" for x in os.getloadavg()),
-        "rounds": args.rounds, "duration": args.duration, "concurrency": args.concurrency,
-        "per_worker": args.per_worker,
-        "workers": counts, "checks": {}}
+        "rounds": args.rounds, "duration": args.duration,
+        "cells": [label(*x) for x in specs], "workers": counts, "checks": {}}
     up_port = bench.free_port()
     upstream = bench.start_proc(
         bench.pin([bench.PY, str(bench.BENCH_DIR / "upstream.py"), "--port", str(up_port)],
@@ -295,11 +316,12 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit("upstream did not start")
         servers = [setup(n, args.pg_url, run_dir, f"http://127.0.0.1:{up_port}")
                    for n in counts]
+        by_workers = {s.workers: s for s in servers}
         for rnd in range(1, args.rounds + 1):
-            order = servers if rnd % 2 else servers[::-1]
+            order = specs if rnd % 2 else specs[::-1]
             for mode in modes:
-                for server in order:
-                    cells.append(measure(server, mode, rnd, args, bodies))
+                for workers, conc in order:
+                    cells.append(measure(by_workers[workers], mode, rnd, conc, args, bodies))
         time.sleep(1.0)
         for server in servers:
             bench.stop_proc(server.proc, grace=20)
@@ -313,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
             if server.db:
                 bench.drop_pg_database(*server.db)
         bench.stop_proc(upstream)
-    summary = summarize(cells, counts, modes)
+    summary = summarize(cells, specs, modes)
     md = render(meta, summary, cells)
     print(md)
     bench.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
