@@ -215,6 +215,10 @@ class FaregateApp:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await credits.close()  # commit pending settlements, return every lease
+            try:  # the figures since the last periodic write
+                await watch.flush()
+            except Exception:
+                log.warning("writing the upstream figures failed", exc_info=True)
             await request_log.close()  # write the request logs still queued
             await rates.limiter.close()
             await auth.flush_last_used()

@@ -247,3 +247,21 @@ def test_5xx_and_429_fail_over_4xx_is_passed_on(tmp_path: Path) -> None:
                            "upstream.model_unmapped"]
         details = " ".join(str(row.detail) for row in dep.query("SELECT detail FROM audit_events"))
         assert "sk-never-shown" not in details
+
+
+def test_a_stopping_server_writes_its_last_upstream_figures(sqlite_dep: Deployment) -> None:
+    """The figures are written every FAREGATE_UPSTREAM_STATS_FLUSH_S, and once more at a clean
+    stop: the calls of a server's last seconds are not lost from the console's counts."""
+    dep = sqlite_dep
+    upstream = dep.start_devmodel()
+    dep.add_upstream("last", f"{upstream.base_url}/v1", {MODEL: "faregate-dev"}, DEV_CHAT_PRICE)
+    user = dep.new_user("last-figures@example.com", ONE_DOLLAR)
+    _, key = dep.new_key(user)
+    server = dep.start_server(FAREGATE_UPSTREAM_STATS_FLUSH_S="300", FAREGATE_DEV_MODEL="false")
+    client = openai.OpenAI(base_url=f"{server.base_url}/v1", api_key=key, max_retries=0)
+    for i in range(3):
+        assert _one(client, stream=bool(i % 2), i=i).ok
+    assert dep.query("SELECT requests FROM upstream_stats") == []  # not written yet
+    dep.stop_all_servers()
+    assert [tuple(r) for r in dep.query("SELECT requests, failures FROM upstream_stats")] \
+        == [(3, 0)]
