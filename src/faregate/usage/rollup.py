@@ -19,6 +19,7 @@ On SQLite writers are serialized, so ids commit in order and the highest id is t
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,9 +42,9 @@ class Watermark:
     records: int  # how many that is
 
 
-def _epoch(conn: sa.Connection) -> sa.ColumnElement[int]:
+def _epoch(dialect: str) -> sa.ColumnElement[int]:
     col = usage_records.c.settled_at
-    if conn.dialect.name == "sqlite":
+    if dialect == "sqlite":
         return sa.cast(sa.func.strftime("%s", col), sa.BigInteger)
     return sa.cast(sa.func.floor(sa.extract("epoch", col)), sa.BigInteger)
 
@@ -102,10 +103,6 @@ def watermark(conn: sa.Connection) -> Watermark:
     return Watermark(0, 0) if row is None else Watermark(int(row.last_id), int(row.records))
 
 
-def _past(mark: Watermark) -> sa.ColumnElement[bool]:
-    return usage_records.c.id > mark.id
-
-
 def _upto(end: Watermark) -> sa.ColumnElement[bool]:
     return usage_records.c.id <= end.id
 
@@ -119,13 +116,14 @@ def _batch_end(conn: sa.Connection, mark: Watermark, bound: int,
     return None if row[0] is None else Watermark(int(row[0]), int(row[1]))
 
 
-def _add_width(conn: sa.Connection, mark: Watermark, end: Watermark, width: str,
-               seconds: int) -> None:
-    """Sum the batch's records per bucket of one width and add them to the rollups, in one
-    INSERT ... SELECT ... ON CONFLICT statement (no rows travel through Python)."""
+@functools.cache
+def _add_width_stmt(dialect: str, width: str, seconds: int) -> Any:
+    """Sum the records with ids in (:lo, :hi] per bucket of one width and add them to the
+    rollups, in one INSERT ... SELECT ... ON CONFLICT statement (no rows travel through
+    Python). Built once per dialect and width: building it took longer than running it."""
     r = usage_records.c
     failed = sa.case((r.status == "ok", 0), else_=1)
-    dims = (r.organization_id, (_epoch(conn) // seconds * seconds),
+    dims = (r.organization_id, (_epoch(dialect) // seconds * seconds),
             sa.func.coalesce(r.project_id, ""), sa.func.coalesce(r.api_key_id, ""), r.model,
             r.endpoint)
     sums = sa.select(
@@ -133,12 +131,12 @@ def _add_width(conn: sa.Connection, mark: Watermark, end: Watermark, width: str,
         sa.func.sum(r.prompt_tokens), sa.func.sum(r.cached_tokens),
         sa.func.sum(r.completion_tokens), sa.func.sum(r.cost_nano), sa.func.sum(r.charged_nano),
         sa.func.sum(r.writeoff_nano),
-    ).where(_past(mark), _upto(end)).group_by(*dims)
-    stmt = _insert(conn, usage_rollups).from_select(
-        [c.name for c in usage_rollups.columns], sums)
-    conn.execute(stmt.on_conflict_do_update(
+    ).where(r.id > sa.bindparam("lo"), r.id <= sa.bindparam("hi")).group_by(*dims)
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(usage_rollups).from_select([c.name for c in usage_rollups.columns], sums)
+    return stmt.on_conflict_do_update(
         index_elements=list(usage_rollups.primary_key.columns),
-        set_={name: usage_rollups.c[name] + stmt.excluded[name] for name in _SUMS}))
+        set_={name: usage_rollups.c[name] + stmt.excluded[name] for name in _SUMS})
 
 
 def roll_up(conn: sa.Connection, bound: int | None = None, batch: int = BATCH) -> int:
@@ -155,7 +153,8 @@ def roll_up(conn: sa.Connection, bound: int | None = None, batch: int = BATCH) -
     if end is None:
         return 0
     for width, seconds in WIDTHS.items():
-        _add_width(conn, mark, end, width, seconds)
+        conn.execute(_add_width_stmt(conn.dialect.name, width, seconds),
+                     {"lo": mark.id, "hi": end.id})
     conn.execute(rollup_state.update().where(rollup_state.c.name == STATE).values(
         last_id=end.id, records=mark.records + end.records,
         updated_at=dt.datetime.now(dt.UTC)))
