@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
@@ -20,13 +22,19 @@ class Database:
     def __init__(self, engine: Engine, *, threads: int = 4) -> None:
         self.engine = engine
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="faregate-db")
+        # SQLite: every transaction takes the write lock (BEGIN IMMEDIATE), so they run one at
+        # a time anyway. Taking turns here first means a transaction starts the moment the
+        # previous one ends; waiting in SQLite's busy handler instead sleeps 1, 2, 5, 10 ms ...
+        # between tries (a 3-ms roll-up held settlements up for 8-20 ms: the c=1 p99).
+        self._serial: contextlib.AbstractContextManager[object] = threading.Lock() \
+            if engine.dialect.name == "sqlite" else contextlib.nullcontext()
 
     async def run(self, fn: Callable[..., T], *args: object) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, self._in_transaction, fn, args)
 
     def _in_transaction(self, fn: Callable[..., T], args: tuple[object, ...]) -> T:
-        with self.engine.begin() as conn:
+        with self._serial, self.engine.begin() as conn:
             return fn(conn, *args)
 
     def close(self) -> None:
