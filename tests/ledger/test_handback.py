@@ -14,7 +14,8 @@ from sqlalchemy.engine import Engine
 
 from faregate.db.runner import Database
 from faregate.ledger.accounts import balance, org_account_id
-from faregate.ledger.leasing import ASK_INTERVAL_S, CreditManager
+from faregate.ledger.leasing import ASK_INTERVAL_S, CreditManager, Reservation
+from faregate.ledger.limits import ensure_limit_account
 from faregate.ledger.settlement import UsageFacts
 from faregate.ledger.verify import verify
 from tests.factories import funded_user
@@ -25,8 +26,8 @@ FUNDS = 100_000
 EVENTS = ("asked", "returned", "received")
 
 
-def _usage(org: str, n: int) -> UsageFacts:
-    return UsageFacts(request_id=f"req_hb_{org}_{n}", organization_id=org, api_key_id=None,
+def _usage(org: str, n: int, key_id: str | None = None) -> UsageFacts:
+    return UsageFacts(request_id=f"req_hb_{org}_{n}", organization_id=org, api_key_id=key_id,
                       endpoint="chat", model="m", upstream="u", prompt_tokens=3,
                       cached_tokens=0, completion_tokens=n, usage_source="upstream",
                       status="ok", streamed=False, latency_ms=1)
@@ -162,3 +163,29 @@ def test_the_listener_comes_back_after_its_backend_is_killed(pg_engine: Engine) 
 
     asyncio.run(main())
     _settled_exactly(pg_engine, acct, 11_000)
+
+
+def test_a_spend_limit_leased_by_a_peer_is_handed_back_too(pg_engine: Engine) -> None:
+    """A key's spend limit is an account of its own with its own leases: a call reserves from
+    the balance and the limit together, and either may be held by a peer."""
+    org, acct = _account(pg_engine)
+    with pg_engine.begin() as conn:
+        lim = ensure_limit_account(conn, code="key:key_hb:day:x", organization_id=org,
+                                   limit_nano=50_000)
+    before = _counts()
+
+    async def main() -> None:
+        async with _two_processes(pg_engine) as (a, b):
+            res = await a.reserve_joint((acct, lim), 10_000, 10_000)
+            assert isinstance(res, Reservation)  # A leased half of the limit (25,000)
+            await a.settle(res, 5_000, _usage(org, 1, "key_hb"))
+            # B needs 40,000 of the limit; 25,000 is not leased.
+            got = await b.reserve_joint((acct, lim), 40_000, 40_000)
+            assert isinstance(got, Reservation) and got.amount_nano == 40_000
+            await b.settle(got, 40_000, _usage(org, 2, "key_hb"))
+
+    asyncio.run(main())
+    assert _since(before)["received"] >= 1
+    _settled_exactly(pg_engine, acct, 45_000)
+    with pg_engine.begin() as conn:
+        assert balance(conn, lim).balance_nano == 50_000 - 45_000

@@ -192,6 +192,10 @@ class CreditManager:
                 if (lease is None or lease.free < want_nano) and \
                         time.monotonic() >= st.exhausted_until:
                     lease = await self._grow(acct_id, st, want_nano)
+                room = lease.free if lease is not None else 0
+                if room < want_nano and await self._ask_peers(acct_id, st,
+                                                              max(1, need_nano - room)):
+                    lease = await self._grow(acct_id, st, want_nano)
                 leases.append(lease)
             free = [x.free if x is not None else 0 for x in leases]
             for st, room in zip(states, free, strict=True):
