@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     dev_model_token_latency_ms: float = Field(default=0.0, ge=0, le=10_000)
 
     run_background_jobs: bool = True
+    # `faregate worker` serves its own metrics (jobs) at http://HOST:PORT/ when PORT is set.
+    worker_metrics_port: int = Field(default=0, ge=0, le=65535)
+    worker_metrics_host: str = "127.0.0.1"
     # Leasing: how long a lease lives without a heartbeat, and the most one lease takes at once.
     lease_ttl_s: int = Field(default=30, ge=5, le=3600)
     lease_max_nano_usd: int = Field(default=1_000_000_000, ge=1)

@@ -18,16 +18,16 @@ import sqlalchemy as sa
 from faregate.db.schema import charge_attempts, job_runs, sandbox_payments
 from tests.e2e.api_client import verified_owner
 from tests.e2e.test_billing_flow import _bind, _usd, _wait
-from tests.harness import Deployment, Proc, deployment
+from tests.harness import Deployment, Proc, deployment, free_port
 
 ROLLUP_INTERVAL_S = 0.5  # worker/usage_jobs.py
 
 
-def _start_worker(dep: Deployment, n: int) -> Proc:
+def _start_worker(dep: Deployment, n: int, **env: str) -> Proc:
     exe = shutil.which("faregate", path=str(Path(sys.executable).parent))
     assert exe is not None
     log = dep.data_dir / f"worker-{n}.log"
-    proc = subprocess.Popen([exe, "worker"], env=dep.env, stdout=log.open("wb"),
+    proc = subprocess.Popen([exe, "worker"], env={**dep.env, **env}, stdout=log.open("wb"),
                             stderr=subprocess.STDOUT)
     worker = Proc(proc, 0, log, "worker")
     dep.procs.append(worker)
@@ -93,3 +93,22 @@ def test_several_workers_start_together_on_a_fresh_database(
             assert "faregate-dev" in {m["id"] for m in models.json()["data"]}
             assert server.proc.poll() is None
             assert "already exists" not in server.log.read_text()
+
+
+def test_a_worker_serves_its_job_metrics(sqlite_dep: Deployment) -> None:
+    """With FAREGATE_WORKER_METRICS_PORT the worker serves Prometheus metrics of its own (a
+    server's /metrics shows only the jobs run in that server)."""
+    port = free_port()
+    worker = _start_worker(sqlite_dep, 1, FAREGATE_WORKER_METRICS_PORT=str(port))
+    deadline = time.monotonic() + 30
+    while True:
+        assert worker.proc.poll() is None, worker.log.read_text()[-2000:]
+        try:
+            text = httpx2.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        except httpx2.TransportError:
+            text = ""
+        if 'faregate_job_runs_total{job="usage-rollup",outcome="ok"}' in text and \
+                'faregate_job_duration_seconds_count{job="sweep-lapsed-leases"}' in text:
+            break
+        assert time.monotonic() < deadline, text[-2000:]
+        time.sleep(0.2)

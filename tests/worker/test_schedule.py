@@ -9,6 +9,7 @@ import threading
 
 import pytest
 import sqlalchemy as sa
+from prometheus_client import REGISTRY
 from sqlalchemy.engine import Engine
 
 from faregate.db.runner import Database
@@ -68,8 +69,14 @@ def test_concurrent_claims_have_one_winner(engine: Engine) -> None:
             finish(conn, "hot", wins[0])
 
 
+def _runs(job: str, outcome: str) -> float:
+    return REGISTRY.get_sample_value("faregate_job_runs_total",
+                                     {"job": job, "outcome": outcome}) or 0.0
+
+
 def test_run_claimed_runs_once_and_records_errors(db: Database) -> None:
     calls: list[str] = []
+    before = _runs("flaky", "failed"), _runs("flaky", "ok")
 
     async def work(_: Database) -> None:
         calls.append("ran")
@@ -90,3 +97,5 @@ def test_run_claimed_runs_once_and_records_errors(db: Database) -> None:
     with db.engine.begin() as conn:
         row = conn.execute(sa.select(job_runs).where(job_runs.c.name == "flaky")).one()
     assert row.lease_until is None and row.last_error == "RuntimeError: boom"
+    # Counted once, as failed (b's turn did not run it).
+    assert (_runs("flaky", "failed") - before[0], _runs("flaky", "ok") - before[1]) == (1, 0)

@@ -58,6 +58,12 @@ LEASE_HANDBACK = Counter("faregate_lease_handback_total",
                          "Credit asked of peer processes when a request came up short (asked), "
                          "handed back to a peer that asked (returned), and asked and handed back "
                          "in time (received); PostgreSQL", ["event"])
+JOB_RUNS = Counter("faregate_job_runs_total",
+                   "Background job runs by this process, by job and outcome (ok, failed)",
+                   ["job", "outcome"])
+JOB_SECONDS = Histogram("faregate_job_duration_seconds",
+                        "Background job run time in this process", ["job"],
+                        buckets=(0.005, 0.025, 0.1, 0.5, 2.5, 10, 60, 300))
 RATE_LIMITED = Counter("faregate_rate_limited_total", "Requests refused by rate limits",
                        ["limit"])
 OPEN_HOLDS = Gauge("faregate_open_holds",

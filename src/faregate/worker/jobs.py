@@ -11,12 +11,14 @@ import logging
 import os
 import secrets
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from faregate.db.runner import Database
 from faregate.identity.email_tokens import prune_email_tokens
 from faregate.identity.sessions import prune_sessions
+from faregate.kit.metrics import JOB_RUNS, JOB_SECONDS
 from faregate.ledger.leases import void_lapsed
 from faregate.operators.sessions import prune_sessions as prune_operator_sessions
 from faregate.phone.verification import prune_codes
@@ -70,12 +72,17 @@ async def run_claimed(db: Database, job: Job, holder: str, lease_s: float = LEAS
 
     keeper = asyncio.create_task(keep_lease())
     error: str | None = None
+    began, outcome = time.perf_counter(), ""
     try:
         await job.run(db)
+        outcome = "ok"
     except Exception as exc:
-        error = f"{type(exc).__name__}: {exc}"
+        error, outcome = f"{type(exc).__name__}: {exc}", "failed"
         raise
     finally:
+        if outcome:  # not when cancelled (a shutdown)
+            JOB_SECONDS.labels(job.name).observe(time.perf_counter() - began)
+            JOB_RUNS.labels(job.name, outcome).inc()
         keeper.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await keeper

@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import logging.config
 
+from prometheus_client import start_http_server
+
 from faregate.config import Settings
 from faregate.db.engine import create_engine
 from faregate.db.runner import Database
@@ -18,6 +20,8 @@ from faregate.worker.registry import all_jobs
 
 def run_worker(settings: Settings) -> None:
     logging.config.dictConfig(logging_config(settings.log_level, settings.log_format))
+    if settings.worker_metrics_port:  # the jobs' metrics; a server serves its own at /metrics
+        start_http_server(settings.worker_metrics_port, addr=settings.worker_metrics_host)
     db = Database(create_engine(settings.resolved_database_url, pool_size=2), threads=2)
     try:
         with contextlib.suppress(KeyboardInterrupt):
