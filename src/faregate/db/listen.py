@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from psycopg import sql
 from sqlalchemy.engine import URL
 
-from faregate.db.statement import CONNECT_TIMEOUT_S
+from faregate.db.statement import connect_autocommit, conninfo
 
 log = logging.getLogger("faregate.db")
 
@@ -27,7 +27,7 @@ def notify(conn: sa.Connection, channel: str, payload: str) -> None:
 
 class Listener:
     def __init__(self, url: URL, channel: str, on_payload: Callable[[str], None]) -> None:
-        self._conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self._conninfo = conninfo(url)
         self._channel = channel
         self._on_payload = on_payload
         self._task: asyncio.Task[None] | None = None
@@ -49,10 +49,7 @@ class Listener:
         delay = 0.5
         while True:
             try:
-                conn = await psycopg.AsyncConnection.connect(
-                    self._conninfo, autocommit=True, application_name="faregate-listen",
-                    connect_timeout=CONNECT_TIMEOUT_S)
-                async with conn:
+                async with await connect_autocommit(self._conninfo, "faregate-listen") as conn:
                     await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
                     self.listening.set()
                     delay = 0.5

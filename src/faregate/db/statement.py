@@ -18,13 +18,25 @@ from sqlalchemy.engine import URL
 CONNECT_TIMEOUT_S = 10  # as the engine's (db.engine.create_engine)
 
 
+def conninfo(url: URL) -> str:
+    """The engine's URL as psycopg's connection string."""
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def connect_autocommit(info: str, application_name: str) -> psycopg.AsyncConnection[Any]:
+    """A connection of the event loop's, outside the engine's pool, in autocommit mode."""
+    return await psycopg.AsyncConnection.connect(
+        info, autocommit=True, application_name=application_name,
+        connect_timeout=CONNECT_TIMEOUT_S)
+
+
 class StatementConnection:
     """Opened on first use, and opened anew after it broke. Errors come out as SQLAlchemy's
     (`OperationalError` for a database that cannot be reached, see `db.outage`), like the
     pool's. Calls take turns."""
 
     def __init__(self, url: URL) -> None:
-        self._conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self._conninfo = conninfo(url)
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._lock = asyncio.Lock()
         self._closing: asyncio.Future[None] | None = None
@@ -33,9 +45,7 @@ class StatementConnection:
         async with self._lock:
             try:
                 if self._conn is None or self._conn.closed:
-                    self._conn = await psycopg.AsyncConnection.connect(
-                        self._conninfo, autocommit=True, application_name="faregate",
-                        connect_timeout=CONNECT_TIMEOUT_S)
+                    self._conn = await connect_autocommit(self._conninfo, "faregate")
                 cur = await self._conn.execute(sql, params)
                 return await cur.fetchall()
             except psycopg.Error as e:

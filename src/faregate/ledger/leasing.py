@@ -155,10 +155,8 @@ class CreditManager:
                 lease = self._live_lease(acct_id)
             else:
                 lease = await self._grow(acct_id, st, want_nano)
+            lease = await self._refill_from_peers(acct_id, st, lease, want_nano, need_nano)
             take = min(want_nano, lease.free) if lease is not None else 0
-            if take < want_nano and await self._ask_peers(acct_id, st, max(1, need_nano - take)):
-                lease = await self._grow(acct_id, st, want_nano)
-                take = min(want_nano, lease.free) if lease is not None else 0
             if take < want_nano:
                 st.exhausted_until = time.monotonic() + EXHAUSTED_RECHECK_S
             if lease is None or take < need_nano or take <= 0:
@@ -192,11 +190,8 @@ class CreditManager:
                 if (lease is None or lease.free < want_nano) and \
                         time.monotonic() >= st.exhausted_until:
                     lease = await self._grow(acct_id, st, want_nano)
-                room = lease.free if lease is not None else 0
-                if room < want_nano and await self._ask_peers(acct_id, st,
-                                                              max(1, need_nano - room)):
-                    lease = await self._grow(acct_id, st, want_nano)
-                leases.append(lease)
+                leases.append(await self._refill_from_peers(acct_id, st, lease, want_nano,
+                                                            need_nano))
             free = [x.free if x is not None else 0 for x in leases]
             for st, room in zip(states, free, strict=True):
                 if room < want_nano:
@@ -207,6 +202,15 @@ class CreditManager:
             res = self._take([x for x in leases if x is not None], take)
             res.limited_by = free.index(min(free)) if take < want_nano else 0
             return res
+
+    async def _refill_from_peers(self, acct_id: int, st: _AccountState, lease: Lease | None,
+                                 want: int, need: int) -> Lease | None:
+        """The lease, grown again once peers handed credit back, when it holds less than
+        `want`; else as it was."""
+        room = lease.free if lease is not None else 0
+        if room < want and await self._ask_peers(acct_id, st, max(1, need - room)):
+            return await self._grow(acct_id, st, want)
+        return lease
 
     async def _ask_peers(self, acct_id: int, st: _AccountState, short: int) -> bool:
         """Ask the other processes that hold credit of the account for their spare part, when
