@@ -36,7 +36,7 @@ def test_kill_one_of_three_servers_mid_stream(pg_dep: Deployment) -> None:
     victim, survivors = servers[2], servers[:2]
     killed_pid = victim.proc.pid
 
-    async def run() -> tuple[list[Stream], int]:
+    async def run() -> tuple[list[Stream], dict[int, int]]:
         on_victim: set[int] = set()
         on_survivors: set[int] = set()
         ready = asyncio.Event()
@@ -55,14 +55,14 @@ def test_kill_one_of_three_servers_mid_stream(pg_dep: Deployment) -> None:
             return await stream_chat(clients[i % 4], servers[i % 3].base_url, keys[i % 3],
                                      "dev", prompt=f"tell me {i}", on_chunk=on_chunk)
 
-        async def killer() -> int:
+        async def killer() -> dict[int, int]:
             await asyncio.wait_for(ready.wait(), 60)
             victim.proc.send_signal(signal.SIGKILL)  # no shutdown: its lease stays open
             victim.proc.wait()
-            [held] = await asyncio.to_thread(
-                dep.query, "SELECT COALESCE(SUM(amount_nano), 0) AS held FROM leases "
+            rows = await asyncio.to_thread(
+                dep.query, "SELECT id, amount_nano FROM leases "
                 "WHERE status = 'open' AND owner LIKE :o", o=f"%:{killed_pid}:%")
-            return int(held.held)
+            return {int(r.id): int(r.amount_nano) for r in rows}
 
         try:
             # One call on each process first: each holds a lease when the burst comes (for 2 s
@@ -84,9 +84,9 @@ def test_kill_one_of_three_servers_mid_stream(pg_dep: Deployment) -> None:
             for c in clients:
                 await c.close()
 
-    outcomes, held_by_dead = asyncio.run(run())
+    outcomes, open_at_kill = asyncio.run(run())
     dep.procs.remove(victim)
-    assert held_by_dead > 0, "the killed process held nothing: the test proves nothing"
+    assert sum(open_at_kill.values()) > 0, "the killed process held nothing: proves nothing"
 
     cut = [o for o in outcomes if o.cut]
     assert cut and all(o.base == victim.base_url for o in cut)
@@ -101,13 +101,16 @@ def test_kill_one_of_three_servers_mid_stream(pg_dep: Deployment) -> None:
     served = [o for o in outcomes if o.done]
     assert served and any(o.status == 429 for o in outcomes), "the balance never ran out"
 
-    # A survivor's sweeper voids the dead process's lease once its TTL has passed.
+    # A survivor's sweeper voids the dead process's leases once their TTL has passed. Leases the
+    # victim closed itself before it died (drained, or handed back to a peer) stay closed.
     deadline = time.monotonic() + 60
     while dep.query("SELECT id FROM leases WHERE status = 'open' AND owner LIKE :o",
                     o=f"%:{killed_pid}:%") and time.monotonic() < deadline:
         time.sleep(0.5)
-    dead = dep.query("SELECT status FROM leases WHERE owner LIKE :o", o=f"%:{killed_pid}:%")
-    assert dead and {r.status for r in dead} == {"voided"}
+    dead = {int(r.id): r.status for r in dep.query(
+        "SELECT id, status FROM leases WHERE owner LIKE :o", o=f"%:{killed_pid}:%")}
+    assert {dead[i] for i in open_at_kill} == {"voided"}, dead
+    assert "open" not in dead.values(), dead
     assert any("voided" in s.log.read_text() for s in survivors)
     assert all(s.proc.poll() is None for s in survivors)
 
