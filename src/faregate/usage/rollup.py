@@ -78,10 +78,8 @@ def safe_bound(conn: sa.Connection, *, timeout_ms: int = 100) -> int | None:
     return _max_id(conn)
 
 
-def _insert(conn: sa.Connection, table: sa.Table) -> Any:
-    if conn.dialect.name == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
+def _insert(dialect: str, table: sa.Table) -> Any:
+    return postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
 
 
 def _lock_state(conn: sa.Connection) -> Watermark:
@@ -90,7 +88,7 @@ def _lock_state(conn: sa.Connection) -> Watermark:
         query = query.with_for_update()
     row = conn.execute(query).first()
     if row is None:  # the first run; another worker may be inserting it too
-        conn.execute(_insert(conn, rollup_state).values(
+        conn.execute(_insert(conn.dialect.name, rollup_state).values(
             name=STATE, last_id=0, records=0, updated_at=dt.datetime.now(dt.UTC))
             .on_conflict_do_nothing())
         row = conn.execute(query).first()
@@ -132,8 +130,8 @@ def _add_width_stmt(dialect: str, width: str, seconds: int) -> Any:
         sa.func.sum(r.completion_tokens), sa.func.sum(r.cost_nano), sa.func.sum(r.charged_nano),
         sa.func.sum(r.writeoff_nano),
     ).where(r.id > sa.bindparam("lo"), r.id <= sa.bindparam("hi")).group_by(*dims)
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(usage_rollups).from_select([c.name for c in usage_rollups.columns], sums)
+    stmt = _insert(dialect, usage_rollups).from_select(
+        [c.name for c in usage_rollups.columns], sums)
     return stmt.on_conflict_do_update(
         index_elements=list(usage_rollups.primary_key.columns),
         set_={name: usage_rollups.c[name] + stmt.excluded[name] for name in _SUMS})
